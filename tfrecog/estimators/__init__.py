@@ -1,0 +1,25 @@
+"""Objectives as functions of (model, batch, settings): each returns `(loss, diagnostics)`.
+
+Networks know nothing of estimators; a model's training step picks one by name from `ESTIMATORS`.
+"""
+
+from tfrecog.estimators.iwae import iwae
+from tfrecog.estimators.sgvb import sgvb
+from tfrecog.estimators.wake_sleep import wake_sleep
+
+ESTIMATORS = {
+    "sgvb_a": lambda model, x, seed, num_samples=1: sgvb(model, x, seed, num_samples, analytic_kl=False),
+    "sgvb_b": lambda model, x, seed, num_samples=1: sgvb(model, x, seed, num_samples, analytic_kl=True),
+    "iwae": iwae,
+    "wake_sleep": lambda model, x, seed, num_samples=1: wake_sleep(model, x, seed),
+}
+
+
+def get(name: str):
+    """The estimator function registered under `name`; a clear error lists the known names."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}: expected one of {', '.join(sorted(ESTIMATORS))}")
+    return ESTIMATORS[name]
+
+
+__all__ = ["ESTIMATORS", "get", "iwae", "sgvb", "wake_sleep"]

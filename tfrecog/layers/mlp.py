@@ -1,0 +1,70 @@
+"""A multilayer perceptron layer that accepts any number of leading (sample, batch) dimensions."""
+
+from tfrecog._tf import keras
+
+
+def initializer(name: str):
+    """'paper' is N(0, 0.01^2) (Kingma & Welling's initialisation); anything else is a Keras initializer name."""
+    if name == "paper":
+        return keras.initializers.RandomNormal(stddev=0.01)
+    return keras.initializers.get(name)
+
+
+@keras.saving.register_keras_serializable(package="tfrecog")
+class MLP(keras.layers.Layer):
+    """y = W_out act(... act(W_1 x + b_1) ...) + b_out, applied to the last axis of x [..., D].
+
+    Args:
+      hidden_sizes: widths of the hidden layers (may be empty: then the layer is affine).
+      activation: hidden nonlinearity, a Keras activation name.
+      output_size: width of the linear output layer, or None for no output layer.
+      kernel_initializer: Keras initializer name or 'paper' (N(0, 0.01^2) weights and biases).
+      output_activation: activation of the output layer (default linear).
+    """
+
+    def __init__(self, hidden_sizes=(), activation="tanh", output_size=None, kernel_initializer="glorot_uniform",
+                 output_activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.activation = activation
+        self.output_size = None if output_size is None else int(output_size)
+        self.kernel_initializer = kernel_initializer
+        self.output_activation = output_activation
+        bias = "paper" if kernel_initializer == "paper" else "zeros"
+        sizes = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
+        self.dense_layers = [
+            keras.layers.Dense(
+                size,
+                activation=activation if i < len(self.hidden_sizes) else output_activation,
+                kernel_initializer=initializer(kernel_initializer),
+                bias_initializer=initializer(bias),
+                name=f"dense_{i}",
+            )
+            for i, size in enumerate(sizes)
+        ]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.dense_layers:
+            layer.build(shape)
+            shape = shape[:-1] + (layer.units,)
+        self.built = True
+
+    def call(self, x):
+        for layer in self.dense_layers:
+            x = layer(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        units = self.dense_layers[-1].units if self.dense_layers else input_shape[-1]
+        return tuple(input_shape[:-1]) + (units,)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_sizes": list(self.hidden_sizes),
+            "activation": self.activation,
+            "output_size": self.output_size,
+            "kernel_initializer": self.kernel_initializer,
+            "output_activation": self.output_activation,
+        }

@@ -1,0 +1,370 @@
+"""The base class of every tfrecog model: a generative model p(x, h) with a recognition model q(h | x).
+
+It owns what all families share: input checks, seeds, the MAP weight prior, and the fused XLA training loop
+that makes `fit` run many parameter updates inside one compiled call.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from tfrecog._tf import keras, tf, tfp
+
+LIKELIHOODS = ("bernoulli", "gaussian", "categorical")
+
+
+class InputError(ValueError):
+    """Data given to a model does not match what it expects; the message says what was expected."""
+
+
+class LatentVariableModel(keras.Model):
+    """A directed latent-variable model with an amortised recognition model.
+
+    Subclasses implement the distribution API below (h is a tensor or a list of tensors with leading [K, B]):
+
+      encode(x)                      -> q(h_1 | x), a TFP distribution
+      decode(h)                      -> p(x | h), a TFP distribution with event shape [D]
+      sample_posterior(x, K, seed)   -> (h, log q(h | x) [K, B]),  h ~ q(h | x)
+      log_joint(x, h)                -> log p(x, h) [K, B]
+      recognition_log_prob(x, h)     -> log q(h | x) [K, B]
+      sample_joint(n, seed)          -> (x [n, D], h),  (x, h) ~ p(x, h)
+      generative_variables           -> the parameters theta of p(x, h) (the weight prior applies to these)
+
+    and get the rest: `log_importance_weights`, `elbo`, `sample`, `reconstruct`, a fused `fit`, `train_step` and
+    `test_step` that work with `compile`/`fit`/`evaluate`, callbacks, `jit_compile` and `tf.distribute`.
+
+    Training objective: `loss = -mean_b objective(x_b) + ||theta||^2 / (2 sigma^2 N)` where the second term is the
+    MAP weight prior p(theta) = N(0, sigma^2 I) (`weight_prior_scale` = sigma; None switches it off) divided by the
+    training-set size N, so that summed over an epoch of N/M minibatches it counts once, as in Kingma & Welling.
+    """
+
+    def __init__(
+        self,
+        event_size: int,
+        likelihood: str = "bernoulli",
+        estimator: str = "sgvb_b",
+        num_samples: int = 1,
+        weight_prior_scale: float | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}; got {likelihood!r}")
+        if int(event_size) < 1:
+            raise ValueError(f"event_size must be a positive integer; got {event_size!r}")
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1; got {num_samples!r}")
+        self.event_size = int(event_size)
+        self.likelihood = likelihood
+        self.estimator = estimator
+        self.num_samples = int(num_samples)
+        self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
+        self.seed = int(seed)
+        self._fused_steps = 1
+        # Training-set size N for the weight prior; a variable so it is saved with the weights.
+        self.num_train_examples = self.add_weight(
+            shape=(), initializer="zeros", dtype="float32", trainable=False, name="num_train_examples"
+        )
+        # Counts test/predict calls so that evaluation noise differs between batches but is reproducible.
+        self._eval_counter = self.add_weight(
+            shape=(), initializer="zeros", dtype="int32", trainable=False, name="eval_counter",
+            aggregation="only_first_replica",
+        )
+        self._metric_trackers = {}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Distribution API (subclasses)
+
+    def encode(self, x):
+        raise NotImplementedError
+
+    def decode(self, h):
+        raise NotImplementedError
+
+    def sample_posterior(self, x, num_samples, seed):
+        raise NotImplementedError
+
+    def log_joint(self, x, h):
+        raise NotImplementedError
+
+    def recognition_log_prob(self, x, h):
+        raise NotImplementedError
+
+    def sample_joint(self, num_examples, seed):
+        raise NotImplementedError
+
+    @property
+    def generative_variables(self):
+        raise NotImplementedError
+
+    @property
+    def recognition_variables(self):
+        gen = {id(v) for v in self.generative_variables}
+        return [v for v in self.trainable_variables if id(v) not in gen]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Shared quantities
+
+    def log_importance_weights(self, x, num_samples, seed):
+        """log w_k = log p(x, h_k) - log q(h_k | x), h_k ~ q(h | x), k = 1..K; returns [K, B]."""
+        h, log_q = self.sample_posterior(x, num_samples, seed)
+        return self.log_joint(x, h) - log_q
+
+    def elbo(self, x, num_samples: int = 1, seed=None):
+        """Monte-Carlo ELBO per example: mean_k log w_k with K = num_samples; returns [B]."""
+        x = self._prepare(x)
+        return tf.reduce_mean(self.log_importance_weights(x, num_samples, self._seed(seed)), axis=0)
+
+    def sample(self, num_examples: int, seed=None, mean: bool = True):
+        """Draws x ~ p(x); with `mean`, returns E[x | h] for the sampled h (cleaner images)."""
+        x, h = self.sample_joint(int(num_examples), self._seed(seed))
+        return self._observation_mean(h) if mean else x
+
+    def reconstruct(self, x, seed=None):
+        """E[x | h] for h ~ q(h | x) (one posterior sample); returns [B, D]."""
+        x = self._prepare(x)
+        h, _ = self.sample_posterior(x, 1, self._seed(seed))
+        return self._observation_mean(tf.nest.map_structure(lambda t: t[0], h))
+
+    def _observation_mean(self, h):
+        return self.decode(h).mean()
+
+    def call(self, x, training=False):
+        """Returns the mean of q(h_1 | x) (a deterministic embedding), so the model is callable like any layer."""
+        return self.encode(x).mean()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Input checks and seeds
+
+    def check_input(self, x, what: str = "x") -> np.ndarray:
+        """Validates data eagerly: float [N, event_size], finite, and 0/1 for a Bernoulli model."""
+        try:
+            arr = np.asarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{what} must be numeric [N, {self.event_size}]; got {type(x).__name__}") from err
+        if arr.ndim != 2 or arr.shape[1] != self.event_size:
+            raise InputError(f"{what} must have shape [N, {self.event_size}] (flattened); got shape {list(arr.shape)}")
+        if not np.isfinite(arr).all():
+            raise InputError(f"{what} contains NaN or inf values; expected finite numbers")
+        if self.likelihood == "bernoulli" and not np.isin(arr, (0.0, 1.0)).all():
+            raise InputError(
+                f"{what} must be binary (0/1) for a Bernoulli model; got values in "
+                f"[{arr.min():.3g}, {arr.max():.3g}] (binarize the data, e.g. load(..., binarize='static'))"
+            )
+        if self.likelihood == "categorical" and (arr < 0).any():
+            raise InputError(f"{what} must hold non-negative counts for a categorical (bag-of-words) model")
+        return arr
+
+    def _prepare(self, x):
+        if isinstance(x, np.ndarray) or not tf.is_tensor(x):
+            x = self.check_input(x)
+        return tf.convert_to_tensor(x, tf.float32)
+
+    def _seed(self, seed):
+        if seed is None:
+            seed = np.random.randint(0, 2**31 - 1)
+        if isinstance(seed, (int, np.integer)):
+            return tf.constant([self.seed, int(seed)], tf.int32)
+        return tf.cast(seed, tf.int32)
+
+    def _step_seed(self):
+        """A fresh stateless seed per parameter update and replica: (seed, 1000 * update + replica id)."""
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        step = tf.cast(self.optimizer.iterations, tf.int32) * 1000 + tf.cast(replica_id, tf.int32)
+        return tf.stack([tf.constant(self.seed, tf.int32), step])
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Objective and training
+
+    def objective(self, x, seed):
+        """`(loss, diagnostics)` of the configured estimator on one minibatch (no weight prior)."""
+        from tfrecog import estimators
+
+        return estimators.get(self.estimator)(self, x, seed, num_samples=self.num_samples)
+
+    def weight_penalty(self):
+        """||theta||^2 / (2 sigma^2 N): the minibatch share of -log p(theta) per example (0 when switched off)."""
+        if self.weight_prior_scale is None:
+            return tf.constant(0.0)
+        squared = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.generative_variables])
+        n = tf.maximum(self.num_train_examples, 1.0)
+        return squared / (2.0 * self.weight_prior_scale**2 * n)
+
+    def _metric(self, name):
+        if name not in self._metric_trackers:
+            self._metric_trackers[name] = keras.metrics.Mean(name=name)
+        return self._metric_trackers[name]
+
+    @property
+    def metrics(self):
+        return list(self._metric_trackers.values())
+
+    def _num_replicas(self):
+        return tf.distribute.get_strategy().num_replicas_in_sync
+
+    def train_update(self, x):
+        """One parameter update on a minibatch x [B, D]; returns the diagnostics to track.
+
+        The default takes the gradient of the estimator's loss plus the weight penalty with respect to every
+        trainable variable; families with several optimizers (NVIL) override this method.
+        """
+        with tf.GradientTape() as tape:
+            loss, diagnostics = self.objective(x, self._step_seed())
+            total = loss + self.weight_penalty()
+            scaled = total / self._num_replicas()
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return {"loss": total, **diagnostics}
+
+    def _update_trackers(self, logs):
+        for name, value in logs.items():
+            self._metric(name).update_state(value)
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = tf.cast(x, tf.float32)
+        if x.shape.rank == 3:
+            # Fused: x is [M, S, D]; S updates on minibatches x[:, s] inside one (XLA) call. Batch-major so that
+            # tf.distribute splits the examples of every minibatch, not the updates, across replicas.
+            num_updates = x.shape[1]
+
+            def body(s):
+                logs = self.train_update(tf.gather(x, s, axis=1))
+                self._update_trackers(logs)
+                return (s + 1,)
+
+            tf.while_loop(lambda s: s < num_updates, body, (tf.constant(0),), maximum_iterations=num_updates)
+        else:
+            self._update_trackers(self.train_update(x))
+        return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = tf.cast(x, tf.float32)
+        self._eval_counter.assign_add(1)
+        seed = tf.stack([tf.constant(self.seed + 1, tf.int32), tf.convert_to_tensor(self._eval_counter.value)])
+        loss, diagnostics = self.objective(x, seed)
+        self._update_trackers({"loss": loss + self.weight_penalty(), **diagnostics})
+        return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
+
+    def predict_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return self(tf.cast(x, tf.float32), training=False)
+
+    def _build_for_training(self):
+        """Creates every variable (networks, metrics, optimizer) outside the compiled loop."""
+        if not self.built:
+            self.build((None, self.event_size))
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def build(self, input_shape=None):
+        # Running the objective once on a dummy batch creates the networks' weights and names the metrics.
+        _, diagnostics = self.objective(tf.zeros([2, self.event_size]), tf.constant([0, 0], tf.int32))
+        for name in ["loss", *diagnostics]:
+            self._metric(name)
+        self.built = True
+
+    def compile(self, optimizer="adam", jit_compile=True, steps_per_execution=50, **kwargs):
+        """Like `keras.Model.compile`, with fast defaults: XLA and `steps_per_execution` updates per call.
+
+        With array inputs to `fit`, the `steps_per_execution` updates run inside one compiled XLA loop over
+        minibatches already on the device, which is faster than Keras's own loop over an iterator. Losses and
+        metrics come from the model's estimator; `loss=` and `metrics=` are not used.
+        """
+        for unused in ("loss", "metrics"):
+            if kwargs.get(unused) is not None:
+                raise ValueError(f"{type(self).__name__} computes its own loss and metrics; do not pass {unused}=")
+        if isinstance(optimizer, str) and optimizer == "adam":
+            optimizer = keras.optimizers.Adam(1e-3)
+        self._fused_steps = max(1, int(steps_per_execution))
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=1, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, validation_data=None, validation_split=0.0,
+            shuffle=True, steps_per_epoch=None, **kwargs):
+        """`keras.Model.fit` with the fused fast path for array inputs (see `compile`).
+
+        Arrays x [N, D] are checked, shuffled each epoch and cut into minibatches of `batch_size` (default 100);
+        each Keras step runs `steps_per_execution` updates. An epoch is ceil(N / (M S)) such steps, so its last step
+        may wrap into the next pass over the data. A `tf.data.Dataset` of [B, D] batches takes Keras's own loop.
+        """
+        if y is not None:
+            raise InputError("these models are unsupervised: fit(x) takes no targets y")
+        if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
+            raise InputError("sample_weight and class_weight are not supported")
+        self._build_for_training()
+        if isinstance(x, tf.data.Dataset) or x is None:
+            if self.weight_prior_scale is not None and float(self.num_train_examples.numpy()) == 0.0:
+                warnings.warn("weight prior needs the training-set size; call set_num_train_examples(N) first")
+            return super().fit(x, epochs=epochs, validation_data=validation_data, steps_per_epoch=steps_per_epoch,
+                               **kwargs)
+        x = self.check_input(x)
+        if validation_split and validation_data is None:
+            cut = int(len(x) * (1.0 - validation_split))
+            x, validation_data = x[:cut], x[cut:]
+        if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
+            validation_data = self.check_input(
+                validation_data[0] if isinstance(validation_data, tuple) else validation_data, "validation_data"
+            )
+            validation_data = tf.data.Dataset.from_tensor_slices(validation_data).batch(batch_size or 100)
+        batch_size = int(batch_size or 100)
+        self.set_num_train_examples(len(x))
+        dataset, steps = self.fused_dataset(x, batch_size, shuffle=shuffle)
+        return super().fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch or steps,
+                           validation_data=validation_data, shuffle=False, **kwargs)
+
+    def set_num_train_examples(self, n: int):
+        """Records the training-set size N that scales the weight prior."""
+        self.num_train_examples.assign(float(n))
+
+    def fused_dataset(self, x: np.ndarray, batch_size: int, shuffle: bool = True):
+        """An endless tf.data stream of [M, S, D] blocks (S minibatches of M rows) and the steps in one epoch."""
+        n = len(x)
+        updates = max(1, min(self._fused_steps, math.ceil(n / batch_size)))
+        ds = tf.data.Dataset.from_tensor_slices(x)
+        if shuffle:
+            ds = ds.shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.repeat()
+        if updates == 1:
+            ds = ds.batch(batch_size, drop_remainder=True)
+        else:
+            ds = ds.batch(batch_size * updates, drop_remainder=True).map(
+                lambda b: tf.transpose(tf.reshape(b, [updates, batch_size, self.event_size]), [1, 0, 2])
+            )
+        return ds.prefetch(2), math.ceil(n / (batch_size * updates))
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """`keras.Model.evaluate` with input checks for arrays; returns the estimator's metrics."""
+        self._build_for_training()
+        if x is not None and not isinstance(x, tf.data.Dataset):
+            x = self.check_input(x)
+            x = tf.data.Dataset.from_tensor_slices(x).batch(int(batch_size or 100))
+        return super().evaluate(x, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Serialization
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "event_size": self.event_size,
+            "likelihood": self.likelihood,
+            "estimator": self.estimator,
+            "num_samples": self.num_samples,
+            "weight_prior_scale": self.weight_prior_scale,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def split_seed(seed, n):
+    """n independent stateless seeds from one."""
+    return tfp.random.split_seed(seed, n)
