@@ -113,6 +113,35 @@ class VAE(LatentVariableModel):
         z = self.prior().sample(num_examples, seed=prior_seed)
         return self.decode(z).sample(seed=data_seed), z
 
+    # -- export protocol (tfrecog.export) -----------------------------------------------------------------------
+
+    def export_outputs(self, x):
+        """Named posterior parameters for deployment: {'mean': mu [B, d], 'log_scale': log sigma [B, d]}."""
+        loc, log_scale = self.encoder_parameters(x)
+        return {"mean": loc, "log_scale": log_scale}
+
+    def export_noise_spec(self):
+        """Noise inputs of `export_sample`: name -> size per example (standard normal draws)."""
+        return {"noise": self.latent_size}
+
+    def export_sample(self, x, noise):
+        """A posterior sample computed from given noise: z = mu + sigma * noise['noise'] (deterministic graph)."""
+        loc, log_scale = self.encoder_parameters(x)
+        return {"sample": loc + tf.exp(log_scale) * noise["noise"]}
+
+    def export_decoder_outputs(self, z):
+        """Named parameters of p(x | z): Bernoulli 'logits', or Gaussian 'mean' and 'log_scale' (scale floor added)."""
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            return {"logits": out}
+        scale = self.min_scale + tf.exp(out[..., self.event_size :])
+        return {"mean": tf.sigmoid(out[..., : self.event_size]), "log_scale": tf.math.log(scale)}
+
+    @property
+    def latent_sizes(self):
+        """Sizes of the latent layers, bottom first."""
+        return [self.latent_size]
+
     @property
     def generative_variables(self):
         return list(self.decoder.trainable_variables)
