@@ -17,6 +17,7 @@ setup(
         "tensorflow-probability[tf]>=0.25",
         "keras>=3.10",
         "tensorflow-datasets",
+        "tensorboard",
         "onnx",
         "tf2onnx",
         "onnxruntime",

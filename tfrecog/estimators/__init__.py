@@ -23,3 +23,6 @@ def get(name: str):
 
 
 __all__ = ["ESTIMATORS", "get", "iwae", "sgvb", "wake_sleep"]
+from tfrecog.estimators.nvil import NVILState, nvil  # noqa: E402
+
+__all__ += ["NVILState", "nvil"]

@@ -65,6 +65,7 @@ class LatentVariableModel(keras.Model):
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)
         self._fused_steps = 1
+        self._fused_mode = 1  # updates per train_step of the current fit: 1 (plain batches) or S (fused blocks)
         # Training-set size N for the weight prior; a variable so it is saved with the weights.
         self.num_train_examples = self.add_weight(
             shape=(), initializer="zeros", dtype="float32", trainable=False, name="num_train_examples"
@@ -228,10 +229,12 @@ class LatentVariableModel(keras.Model):
     def train_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         x = tf.cast(x, tf.float32)
-        if x.shape.rank == 3:
+        num_updates = self._fused_mode
+        if num_updates > 1:
             # Fused: x is [M, S, D]; S updates on minibatches x[:, s] inside one (XLA) call. Batch-major so that
             # tf.distribute splits the examples of every minibatch, not the updates, across replicas.
-            num_updates = x.shape[1]
+            # (Shapes are restated: a retraced tf.function may have relaxed them to unknown rank.)
+            x = tf.ensure_shape(x, [None, num_updates, self.event_size])
 
             def body(s):
                 logs = self.train_update(tf.gather(x, s, axis=1))
@@ -240,12 +243,12 @@ class LatentVariableModel(keras.Model):
 
             tf.while_loop(lambda s: s < num_updates, body, (tf.constant(0),), maximum_iterations=num_updates)
         else:
-            self._update_trackers(self.train_update(x))
+            self._update_trackers(self.train_update(tf.ensure_shape(x, [None, self.event_size])))
         return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        x = tf.cast(x, tf.float32)
+        x = tf.ensure_shape(tf.cast(x, tf.float32), [None, self.event_size])
         self._eval_counter.assign_add(1)
         seed = tf.stack([tf.constant(self.seed + 1, tf.int32), tf.convert_to_tensor(self._eval_counter.value)])
         loss, diagnostics = self.objective(x, seed)
@@ -254,14 +257,15 @@ class LatentVariableModel(keras.Model):
 
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        return self(tf.cast(x, tf.float32), training=False)
+        return self(tf.ensure_shape(tf.cast(x, tf.float32), [None, self.event_size]), training=False)
 
     def _build_for_training(self):
         """Creates every variable (networks, metrics, optimizer) outside the compiled loop."""
-        if not self.built:
-            self.build((None, self.event_size))
-        if self.optimizer is not None and not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
+        with self.distribute_strategy.scope():
+            if not self.built:
+                self.build((None, self.event_size))
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
 
     def build(self, input_shape=None):
         # Running the objective once on a dummy batch creates the networks' weights and names the metrics.
@@ -282,8 +286,33 @@ class LatentVariableModel(keras.Model):
                 raise ValueError(f"{type(self).__name__} computes its own loss and metrics; do not pass {unused}=")
         if isinstance(optimizer, str) and optimizer == "adam":
             optimizer = keras.optimizers.Adam(1e-3)
-        self._fused_steps = max(1, int(steps_per_execution))
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=1, **kwargs)
+        steps = max(1, int(steps_per_execution))
+        keras_steps = 1
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # Cross-replica gradient merges cannot run inside the fused while loop, and Keras's own multi-step loop
+            # failed under MirroredStrategy here (an unfed placeholder in its while/cond), so a multi-replica run
+            # makes one update per call. XLA over several CPU devices fails to place the optimizer's step counter,
+            # so it is kept for accelerators only.
+            steps, keras_steps = 1, 1
+            if not tf.config.list_logical_devices("GPU"):
+                jit_compile = False
+        self._fused_steps = steps
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=keras_steps, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config["steps_per_execution"] = max(self._fused_steps, config.get("steps_per_execution", 1))
+        return config
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model with its saved optimizer, XLA and fused-step settings."""
+        config = keras.saving.deserialize_keras_object(config)
+        for unused in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            config.pop(unused, None)
+        self.compile(**config)
+        if self.built:
+            self._build_for_training()
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, validation_data=None, validation_split=0.0,
             shuffle=True, steps_per_epoch=None, **kwargs):
@@ -298,25 +327,33 @@ class LatentVariableModel(keras.Model):
         if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
             raise InputError("sample_weight and class_weight are not supported")
         self._build_for_training()
+        if not (isinstance(x, tf.data.Dataset) or x is None):
+            x = self.check_input(x)
+            if validation_split and validation_data is None:
+                cut = int(len(x) * (1.0 - validation_split))
+                x, validation_data = x[:cut], x[cut:]
+        if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
+            validation_data = self.check_input(
+                validation_data[0] if isinstance(validation_data, (tuple, list)) else validation_data,
+                "validation_data",
+            )
+            validation_data = tf.data.Dataset.from_tensor_slices(validation_data).batch(int(batch_size or 100))
         if isinstance(x, tf.data.Dataset) or x is None:
             if self.weight_prior_scale is not None and float(self.num_train_examples.numpy()) == 0.0:
                 warnings.warn("weight prior needs the training-set size; call set_num_train_examples(N) first")
+            self._set_fused_mode(1)
             return super().fit(x, epochs=epochs, validation_data=validation_data, steps_per_epoch=steps_per_epoch,
-                               **kwargs)
-        x = self.check_input(x)
-        if validation_split and validation_data is None:
-            cut = int(len(x) * (1.0 - validation_split))
-            x, validation_data = x[:cut], x[cut:]
-        if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
-            validation_data = self.check_input(
-                validation_data[0] if isinstance(validation_data, tuple) else validation_data, "validation_data"
-            )
-            validation_data = tf.data.Dataset.from_tensor_slices(validation_data).batch(batch_size or 100)
+                               shuffle=False, **kwargs)
         batch_size = int(batch_size or 100)
         self.set_num_train_examples(len(x))
         dataset, steps = self.fused_dataset(x, batch_size, shuffle=shuffle)
         return super().fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch or steps,
                            validation_data=validation_data, shuffle=False, **kwargs)
+
+    def _set_fused_mode(self, updates: int):
+        if updates != self._fused_mode:
+            self._fused_mode = updates
+            self.train_function = None  # the compiled step depends on the mode: rebuild it
 
     def set_num_train_examples(self, n: int):
         """Records the training-set size N that scales the weight prior."""
@@ -326,6 +363,7 @@ class LatentVariableModel(keras.Model):
         """An endless tf.data stream of [M, S, D] blocks (S minibatches of M rows) and the steps in one epoch."""
         n = len(x)
         updates = max(1, min(self._fused_steps, math.ceil(n / batch_size)))
+        self._set_fused_mode(updates)
         ds = tf.data.Dataset.from_tensor_slices(x)
         if shuffle:
             ds = ds.shuffle(n, seed=self.seed, reshuffle_each_iteration=True)

@@ -1,0 +1,300 @@
+"""Tests of tfrecog.models.dlgm: the distribution API, training, saving, export, tf.distribute and factor analysis."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfrecog import data, evaluate
+from tfrecog._tf import keras, tf, tfd
+from tfrecog.layers.gaussian import MultivariateNormalRankOnePrecision
+from tfrecog.models import DLGM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def binary_data(n=200, d=12, seed=0):
+    """Two prototypes with flipped pixels: structure a small model learns within a few epochs."""
+    rng = np.random.default_rng(seed)
+    prototypes = (rng.random((2, d)) < 0.5).astype(np.float32)
+    x = prototypes[rng.integers(0, 2, n)]
+    flips = rng.random((n, d)) < 0.1
+    return np.where(flips, 1.0 - x, x).astype(np.float32)
+
+
+def small_model(**kwargs):
+    settings = dict(event_size=12, latent_sizes=(4, 3), hidden_sizes=(8,), recognition_hidden_sizes=(8,))
+    settings.update(kwargs)
+    return DLGM(**settings)
+
+
+CONFIGS = [
+    dict(),
+    dict(covariance="diagonal", noise_matrix="full"),
+    dict(latent_sizes=(3,), linear=True, likelihood="gaussian", recognition_hidden_sizes=()),
+    dict(
+        likelihood="gaussian",
+        mean_activation="sigmoid",
+        weight_prior_scale=1.0,
+        kernel_initializer="paper",
+        estimator="iwae",
+        num_samples=3,
+    ),
+]
+
+
+@pytest.mark.parametrize("settings", CONFIGS)
+def test_config_round_trip(settings):
+    model = small_model(**settings)
+    config = model.get_config()
+    assert DLGM.from_config(config).get_config() == config
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert isinstance(clone, DLGM) and clone.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(latent_sizes=()), "latent_sizes must be a non-empty"),
+        (dict(latent_sizes=(3, 0)), "latent_sizes must be positive"),
+        (dict(noise_matrix="lower"), "noise_matrix must be one of"),
+        (dict(covariance="full"), "covariance must be one of"),
+        (dict(likelihood="categorical"), "DLGM likelihood must be"),
+        (dict(mean_activation="relu"), "mean_activation must be"),
+        (dict(estimator="nvil"), "unknown estimator"),
+    ],
+)
+def test_bad_arguments_have_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        small_model(**settings)
+
+
+@pytest.mark.parametrize("settings", CONFIGS[:2])
+def test_distribution_api_shapes_and_consistency(settings):
+    model = small_model(**settings)
+    x = binary_data(5)
+    q = model.encode(x)
+    assert isinstance(q, tfd.JointDistributionSequential)
+    expected = MultivariateNormalRankOnePrecision if model.covariance == "rank_one" else tfd.MultivariateNormalDiag
+    assert all(isinstance(component, expected) for component in q.model)
+    xi, log_q = model.sample_posterior(x, 3, tf.constant([1, 2]))
+    assert [t.shape for t in xi] == [(3, 5, 4), (3, 5, 3)]
+    assert log_q.shape == (3, 5)
+    np.testing.assert_allclose(model.recognition_log_prob(x, xi).numpy(), log_q.numpy(), rtol=1e-5, atol=1e-5)
+    # log p(x, xi) = sum_l log N(xi_l; 0, I) + log p(x | h_1(xi))
+    prior = sum(
+        tfd.MultivariateNormalDiag(tf.zeros(k), tf.ones(k)).log_prob(t) for k, t in zip((4, 3), xi, strict=True)
+    )
+    np.testing.assert_allclose(
+        model.log_joint(x, xi).numpy(), (prior + model.decode(xi).log_prob(x)).numpy(), rtol=1e-5, atol=1e-5
+    )
+    states = model.generative_states(xi)
+    assert [h.shape for h in states] == [(3, 5, 4), (3, 5, 3)]
+    g_top = model.noise_matrices[1].numpy()
+    top = xi[1].numpy() * g_top if model.noise_matrix == "diagonal" else xi[1].numpy() @ g_top.T
+    np.testing.assert_allclose(states[1].numpy(), top, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        states[0].numpy(),
+        (model.transitions[0](states[1]) + model._apply_noise_matrix(0, xi[0])).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    x_sample, xi_sample = model.sample_joint(6, tf.constant([3, 4]))
+    assert x_sample.shape == (6, 12) and [t.shape for t in xi_sample] == [(6, 4), (6, 3)]
+    assert model.sample(4, seed=1).shape == (4, 12)
+    assert model.reconstruct(x, seed=1).shape == (5, 12)
+    assert model(x).shape == (5, 7)
+    assert model.elbo(x, num_samples=2, seed=0).shape == (5,)
+    with pytest.raises(ValueError, match="latents must be a list of 2 tensors"):
+        model.decode(xi[0])
+
+
+def test_free_energy_kl_is_the_sum_of_analytic_layer_kls():
+    model = small_model()
+    x = binary_data(4)
+    loss, diagnostics = model.objective(tf.constant(x), tf.constant([0, 1]))
+    q = model.encode(x)
+    kl = sum(
+        tfd.kl_divergence(component, tfd.MultivariateNormalDiag(tf.zeros(k), tf.ones(k)))
+        for component, k in zip(q.model, (4, 3), strict=True)
+    )
+    np.testing.assert_allclose(diagnostics["kl"].numpy(), tf.reduce_mean(kl).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(loss.numpy(), -diagnostics["elbo"].numpy(), rtol=1e-6)
+
+
+def test_generative_variables_and_weight_prior():
+    model = small_model(likelihood="gaussian", weight_prior_scale=2.0)
+    model.build((None, 12))
+    generative = {id(v) for v in model.generative_variables}
+    recognition = {id(v) for v in model.recognition_variables}
+    assert not generative & recognition
+    assert generative | recognition == {id(v) for v in model.trainable_variables}
+    expected = [
+        *model.transitions[0].trainable_variables,
+        *model.noise_matrices,
+        *model.observation.trainable_variables,
+        model.observation_log_scale,
+    ]
+    assert {id(v) for v in expected} == generative
+    assert not {id(v) for v in model.recognition.trainable_variables} & generative
+    model.set_num_train_examples(50)
+    squares = sum(float(np.sum(np.square(v.numpy()))) for v in expected)
+    np.testing.assert_allclose(model.weight_penalty().numpy(), squares / (2 * 4.0 * 50), rtol=1e-5)
+
+
+def test_fit_decreases_loss_and_saved_model_gives_identical_outputs(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = binary_data(400)
+    model = small_model(weight_prior_scale=1.0, noise_matrix="full")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), steps_per_execution=10)
+    history = model.fit(x, batch_size=20, epochs=6, verbose=0)
+    losses = history.history["loss"]
+    # Epoch means over 20 minibatches each; the drop is many times their minibatch noise (about 0.1 nats).
+    assert losses[-1] < losses[0] - 1.0, losses
+    path = tmp_path / "dlgm.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    outputs, loaded_outputs = model.export_outputs(x[:5]), loaded.export_outputs(x[:5])
+    assert set(outputs) == {f"{p}_{layer}" for p in ("mean", "log_scale", "rank_one") for layer in (1, 2)}
+    for name in outputs:
+        np.testing.assert_array_equal(outputs[name].numpy(), loaded_outputs[name].numpy())
+    xi, _ = model.sample_posterior(x[:5], 2, tf.constant([5, 6]))
+    np.testing.assert_array_equal(model.log_joint(x[:5], xi).numpy(), loaded.log_joint(x[:5], xi).numpy())
+    np.testing.assert_array_equal(model.elbo(x[:5], seed=3).numpy(), loaded.elbo(x[:5], seed=3).numpy())
+
+
+def test_export_sample_has_the_exported_covariance():
+    """Samples from given noise have mean mu_l and covariance (diag(exp(-2 log_scale_l)) + u_l u_l^T)^-1."""
+    model = small_model()
+    x = np.repeat(binary_data(1), 20000, axis=0)
+    assert model.export_noise_spec() == {"noise_1": 4, "noise_2": 3}
+    outputs = {k: v.numpy()[0] for k, v in model.export_outputs(x[:1]).items()}
+    rng = np.random.default_rng(0)
+    noise = {name: rng.normal(size=(len(x), k)).astype(np.float32) for name, k in model.export_noise_spec().items()}
+    samples = {k: v.numpy() for k, v in model.export_sample(x, noise).items()}
+    zero = model.export_sample(
+        x[:1], {name: np.zeros((1, k), np.float32) for name, k in model.export_noise_spec().items()}
+    )
+    for layer in (1, 2):
+        np.testing.assert_allclose(zero[f"sample_{layer}"].numpy()[0], outputs[f"mean_{layer}"], rtol=1e-6, atol=1e-6)
+        u = outputs[f"rank_one_{layer}"].astype(np.float64)
+        covariance = np.linalg.inv(
+            np.diag(np.exp(-2.0 * outputs[f"log_scale_{layer}"].astype(np.float64))) + np.outer(u, u)
+        )
+        centred = samples[f"sample_{layer}"] - outputs[f"mean_{layer}"]
+        n = len(x)
+        # Sample covariance entries have Monte-Carlo s.e. sqrt((C_ii C_jj + C_ij^2) / n); allow 5 s.e.
+        stderr = np.sqrt((np.outer(np.diag(covariance), np.diag(covariance)) + covariance**2) / n)
+        assert np.all(np.abs(centred.T @ centred / n - covariance) < 5 * stderr)
+    decoder = model.export_decoder_outputs([tf.zeros([2, 4]), tf.zeros([2, 3])])
+    assert set(decoder) == {"logits"} and decoder["logits"].shape == (2, 12)
+    gaussian = small_model(likelihood="gaussian")
+    decoder = gaussian.export_decoder_outputs([tf.zeros([2, 4]), tf.zeros([2, 3])])
+    assert set(decoder) == {"mean", "log_scale"} and decoder["log_scale"].shape == (2, 12)
+    assert model.latent_sizes == [4, 3]
+
+
+def test_other_estimators_give_finite_losses():
+    x = tf.constant(binary_data(6))
+    for estimator in ("sgvb_a", "iwae", "wake_sleep"):
+        model = small_model(estimator=estimator, num_samples=2)
+        loss, diagnostics = model.objective(x, tf.constant([0, 1]))
+        assert np.isfinite(loss.numpy()) and np.isfinite(diagnostics["elbo"].numpy())
+
+
+def test_log_likelihood_estimate_runs_and_bounds_the_elbo():
+    model = small_model()
+    result = evaluate.log_likelihood(model, binary_data(30), samples=50, batch_size=10, jit_compile=False)
+    assert np.isfinite(result.log_likelihood)
+    assert result.log_likelihood >= result.elbo  # log mean exp >= mean, per example and so on average
+
+
+def test_marginal_only_for_factor_analysis():
+    with pytest.raises(ValueError, match="one-layer linear DLGM with a Gaussian likelihood"):
+        small_model().marginal()
+
+
+def test_one_layer_linear_gaussian_dlgm_is_factor_analysis():
+    """Trained on factor-analysis data, the DLGM matches scikit-learn's FactorAnalysis on held-out data, and the
+    importance-sampled log p(x) matches the exact Gaussian marginal N(b, W G G^T W^T + diag(psi)) of its own
+    parameters."""
+    from sklearn.decomposition import FactorAnalysis
+
+    keras.utils.set_random_seed(1)
+    x, _ = data.factor_analysis(3000, observed=8, latent=2, seed=0)
+    train, test = x[:2000], x[2000:]
+    model = DLGM(
+        event_size=8,
+        latent_sizes=(2,),
+        linear=True,
+        likelihood="gaussian",
+        recognition_hidden_sizes=(),
+        covariance="rank_one",
+        seed=1,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=20)
+    model.fit(train, batch_size=100, epochs=80, verbose=0)
+    exact = model.marginal().log_prob(test).numpy().astype(np.float64)
+    reference = FactorAnalysis(n_components=2).fit(train).score(test)
+    # Both are maximum-likelihood fits of the same model to the same 2,000 points, so they differ only by the
+    # optimiser's error; 0.05 nats per example (of ~9.9) is a few times what 80 epochs of Adam leave.
+    assert abs(exact.mean() - reference) < 0.05, (exact.mean(), reference)
+    estimate = evaluate.log_likelihood(model, test, samples=500, batch_size=500)
+    difference = estimate.per_example - exact
+    # With a rank-one q that can represent the exact Gaussian posterior, the importance weights are nearly
+    # constant: the estimate must agree with the exact marginal to within its Monte-Carlo error (4 s.e. of the
+    # mean difference) plus a small allowance for the remaining bias of log-mean-exp (<= var(w) / (2 K)).
+    stderr = difference.std(ddof=1) / np.sqrt(len(difference))
+    assert abs(difference.mean()) < 4 * stderr + 0.01, (difference.mean(), stderr)
+
+
+def test_mirrored_strategy_fit_on_two_logical_cpus():
+    script = textwrap.dedent(
+        """
+        import json, os
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        import tensorflow as tf
+        # Must run before TensorFlow initialises its devices.
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import numpy as np
+        from tfrecog.models import DLGM
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        x = (np.random.default_rng(0).random((200, 12)) < 0.3).astype(np.float32)
+        with strategy.scope():
+            model = DLGM(event_size=12, latent_sizes=(4, 3), hidden_sizes=(8,), recognition_hidden_sizes=(8,),
+                         weight_prior_scale=1.0)
+            # XLA cannot compile a step that spans two logical CPU devices, hence jit_compile=False here.
+            model.compile(steps_per_execution=2, jit_compile=False)
+        history = model.fit(x, batch_size=20, epochs=2, verbose=0)
+        variable = model.recognition.trainable_variables[0]
+        replicas = [v.numpy() for v in variable.value.values]  # the MirroredVariable inside
+        print(json.dumps({
+            "replicas": strategy.num_replicas_in_sync,
+            "loss": history.history["loss"],
+            "synchronised": bool(np.array_equal(replicas[0], replicas[1])),
+            "updates": int(model.optimizer.iterations.numpy()),
+        }))
+        """
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["synchronised"]
+    assert report["updates"] == 20  # 2 epochs x 10 minibatches of 20
+    assert all(np.isfinite(report["loss"]))

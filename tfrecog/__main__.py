@@ -1,0 +1,5 @@
+import sys
+
+from tfrecog.cli import main
+
+sys.exit(main())

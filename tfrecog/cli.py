@@ -1,0 +1,251 @@
+"""The `tfrecog` command: a thin layer over the library's functions.
+
+Errors a user can fix (bad input, missing files or folders) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _parse_set(items):
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value (value in JSON, e.g. hidden_sizes=[500]); got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args):
+    from tfrecog import training
+
+    run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run / "config.json").exists():
+        print(f"resuming {run}")
+        training.train(None, run, data_dir=args.data_dir, epochs=args.epochs, max_seconds=args.max_seconds,
+                       verbose=args.verbose)
+    else:
+        model = _parse_set(args.set)
+        for flag, key in [("latent_size", "latent_size"), ("hidden", "hidden_sizes"), ("activation", "activation"),
+                          ("estimator", "estimator"), ("samples", "num_samples"),
+                          ("weight_prior_scale", "weight_prior_scale"), ("likelihood", "likelihood")]:
+            if getattr(args, flag) is not None:
+                model[key] = getattr(args, flag)
+        overrides = {"model": model, "seed": args.seed, "batch_size": args.batch_size,
+                     "optimizer": {"class_name": args.optimizer, "config": {"learning_rate": args.lr}}}
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if args.binarize is not None:
+            overrides["binarize"] = args.binarize
+        config = training.default_config(args.family, args.dataset, **overrides)
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
+    from tfrecog import plots
+
+    plots.learning_curves(run / "history.csv", run / "curves.png")
+    print(f"run folder: {run}")
+
+
+def _load(name_or_run, data_dir=None):
+    """A model from a run folder or a zoo name; returns (model, config, label)."""
+    path = Path(name_or_run)
+    if path.exists():
+        from tfrecog import training
+
+        model, config = training.load_run(path)
+        return model, config, str(path)
+    from tfrecog import zoo
+
+    model = zoo.load(name_or_run)
+    return model, zoo.info(name_or_run)["recipe"], name_or_run
+
+
+def cmd_evaluate(args):
+    from tfrecog import training
+
+    path = Path(args.run)
+    if not path.exists():
+        raise FileNotFoundError(f"run folder {path} does not exist: expected a folder made by `tfrecog train`")
+    result = training.evaluate_run(path, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                                   batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    print(result)
+
+
+def cmd_sample(args):
+    from tfrecog import plots
+
+    model, config, label = _load(args.run)
+    out = Path(args.out or (Path(args.run) / "samples.png" if Path(args.run).exists() else "samples.png"))
+    shape = plots.image_shape_for(config.get("dataset"), model.event_size)
+    plots.image_grid(model.sample(args.num, seed=args.seed).numpy(), shape, out, title=f"samples: {label}")
+    print(f"wrote {out}")
+
+
+def cmd_quickstart(args):
+    from tfrecog import quickstart
+
+    quickstart.run(out_dir=args.out, seconds=args.seconds, samples=args.samples)
+
+
+def cmd_impute(args):
+    from tfrecog import impute as impute_lib
+    from tfrecog import plots
+
+    model, config, label = _load(args.run)
+    from tfrecog import data as data_lib
+
+    split = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,
+                          binarize=config.get("binarize"))
+    x = split.x[: args.num]
+    shape = plots.image_shape_for(config["dataset"], model.event_size)
+    kind, _, value = args.missing.partition(":")
+    if kind == "mar":
+        mask = impute_lib.missing_at_random(x.shape, float(value or 0.6), seed=args.seed)
+    elif kind == "square":
+        mask = impute_lib.missing_square(shape, int(value or 14), num_examples=len(x), seed=args.seed)
+    else:
+        raise ValueError(f"--missing must be mar:FRACTION or square:SIZE; got {args.missing!r}")
+    chain = impute_lib.impute(model, x, mask, steps=args.steps, seed=args.seed)
+    impute_lib.plot_imputation(x, mask, chain, shape, args.out)
+    errors = impute_lib.imputation_error(chain, x, mask)
+    print(f"imputation error (mean squared, missing entries) by iteration: first {errors[0]:.4f}, last {errors[-1]:.4f}")
+    print(f"wrote {args.out}")
+
+
+def cmd_export(args):
+    from tfrecog import export
+
+    model, config, label = _load(args.name)
+    meta = {"model_name": label, "dataset": config.get("dataset")}
+    path = export.export_model(model, args.out, args.format, kind=args.kind, metadata=meta)
+    print(f"wrote {path}")
+
+
+def cmd_zoo(args):
+    from tfrecog import zoo
+
+    if args.action == "list":
+        for card in zoo.list(details=True):
+            metric = card.get("metrics", {}).get("test_log_likelihood")
+            value = f"{metric['value']:.2f} nats (K={metric['samples']})" if metric else "not yet evaluated"
+            print(f"{card['name']:28s} {card['family']:6s} {card['dataset']:16s} {value}")
+    elif args.action == "show":
+        print(json.dumps(zoo.info(_need_name(args)), indent=2))
+    elif args.action == "verify":
+        report = zoo.verify(_need_name(args), metrics=args.metrics, samples=args.samples, limit=args.limit,
+                            data_dir=args.data_dir)
+        print(report)
+    elif args.action == "reproduce":
+        zoo.reproduce(_need_name(args), run_dir=args.run, data_dir=args.data_dir, max_seconds=args.max_seconds)
+
+
+def _need_name(args):
+    if not args.name:
+        raise ValueError(f"`tfrecog zoo {args.action}` needs a model NAME (see `tfrecog zoo list`)")
+    return args.name
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfrecog", description="Recognition models for deep directed generative models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model into a run folder (resumes an existing one)")
+    p.add_argument("family", choices=["vae", "sbn", "fdarn", "dlgm"])
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed")
+    p.add_argument("--data-dir", help="folder with the dataset files (default $TFRECOG_DATA_DIR)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this many seconds")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="Adam")
+    p.add_argument("--latent-size", dest="latent_size", type=int)
+    p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")
+    p.add_argument("--activation")
+    p.add_argument("--likelihood")
+    p.add_argument("--estimator", help="sgvb_b, sgvb_a, iwae, wake_sleep, nvil")
+    p.add_argument("--samples", type=int, help="samples per datapoint in the objective (L, or K for iwae)")
+    p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=float)
+    p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
+    p.add_argument("--verbose", type=int, default=1)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="importance-sampled test log-likelihood of a run")
+    p.add_argument("run")
+    p.add_argument("--samples", type=int, default=5000)
+    p.add_argument("--split")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="write a grid of samples from a run or zoo model")
+    p.add_argument("run", help="run folder or zoo name")
+    p.add_argument("--num", type=int, default=100)
+    p.add_argument("--out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("quickstart", help="train a small VAE on the embedded MNIST subset, evaluate, plot, export")
+    p.add_argument("--out", default="quickstart_out")
+    p.add_argument("--seconds", type=float, default=120.0, help="training budget")
+    p.add_argument("--samples", type=int, default=1000, help="K for the importance-sampled log-likelihood")
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("impute", help="fill in missing pixels with the recognition/generative Markov chain")
+    p.add_argument("run", help="run folder or zoo name")
+    p.add_argument("--missing", default="mar:0.6", help="mar:FRACTION or square:SIZE")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--num", type=int, default=10)
+    p.add_argument("--out", default="impute.png")
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_impute)
+
+    p = sub.add_parser("export", help="export an encoder (or decoder) as ONNX or SavedModel")
+    p.add_argument("name", help="run folder or zoo name")
+    p.add_argument("--format", choices=["onnx", "saved_model"], default="onnx")
+    p.add_argument("--kind", choices=["encoder", "decoder"], default="encoder")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("zoo", help="pretrained models: list, show, verify, reproduce")
+    p.add_argument("action", choices=["list", "show", "verify", "reproduce"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--metrics", action="store_true", help="verify: also re-evaluate the recorded metric")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--run", help="reproduce: run folder")
+    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"tfrecog {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Neural variational inference and learning (NVIL, Mnih & Gregor 2014): score-function gradients for discrete
+latent variables, with centring, an input-dependent baseline, variance normalisation and local learning signals.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tfrecog._tf import tf
+
+__all__ = ["NVILState", "initial_state", "learning_signals", "nvil"]
+
+
+class NVILState(NamedTuple):
+    """Running statistics of the learning signal after the input-dependent baseline, one entry per latent layer.
+
+    mean: c [L], the running mean of l_i(x, h) - C_i(x);  variance: v [L], its running variance.
+    """
+
+    mean: tf.Tensor
+    variance: tf.Tensor
+
+
+def initial_state(num_layers: int) -> NVILState:
+    """c = 0, v = 0 (variance normalisation divides by max(1, sqrt(v)) = 1 until v has grown)."""
+    return NVILState(tf.zeros([num_layers]), tf.zeros([num_layers]))
+
+
+def learning_signals(log_joint_terms, recognition_terms, local: bool = True):
+    """Learning signals [L, K, B], one per latent layer (bottom first).
+
+    With h_0 = x and layers h_1..h_L sampled in order from q, the terms are
+      log_joint_terms   = [log p(x | h_1), log p(h_1 | h_2), ..., log p(h_L)]      (L + 1 terms)
+      recognition_terms = [log q(h_1 | x), log q(h_2 | h_1), ..., log q(h_L | h_{L-1})]   (L terms)
+
+      global:  l(x, h) = sum_j log p-terms - sum_j log q-terms          (the same for every layer)
+      local:   l_i(x, h) = log p(h_{i-1}, h_i, ..., h_L) - log q(h_i, ..., h_L | h_{i-1})
+                         = sum_{j >= i-1} log p(h_j | h_{j+1}) - sum_{j >= i} log q(h_j | h_{j-1})
+
+    The local signal drops the terms that depend only on layers sampled before h_i; they are independent of h_i
+    given h_{i-1}, so E_q[term * grad log q(h_i | h_{i-1})] = 0 and the expected gradient is unchanged.
+    A model with a single term on each side (any non-layered model) gets the global signal.
+    """
+    total = log_joint_terms[0]
+    for term in [*log_joint_terms[1:], *recognition_terms]:
+        total = total + term
+    shape = tf.shape(total)  # [K, B]: terms may broadcast (a top prior's term need not carry the batch axis)
+    p = tf.stack([tf.broadcast_to(t, shape) for t in log_joint_terms])
+    q = tf.stack([tf.broadcast_to(t, shape) for t in recognition_terms])
+    num_layers = len(recognition_terms)
+    if not local or len(log_joint_terms) != num_layers + 1:
+        signal = tf.reduce_sum(p, axis=0) - tf.reduce_sum(q, axis=0)
+        return tf.stack([signal] * num_layers)
+    # Reverse cumulative sums: row j holds the sum of terms j..end.
+    p_from = tf.cumsum(p, axis=0, reverse=True)[:num_layers]
+    q_from = tf.cumsum(q, axis=0, reverse=True)
+    return p_from - q_from
+
+
+def _replica_mean(values):
+    """Averages a tensor over the replicas of a distribution strategy (identity outside one)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.MEAN, values)
+
+
+def _layered_terms(model, x, num_samples, seed):
+    if hasattr(model, "sample_posterior_terms") and hasattr(model, "log_joint_terms"):
+        h, recognition_terms = model.sample_posterior_terms(x, num_samples, seed)
+        return h, list(model.log_joint_terms(x, h)), list(recognition_terms)
+    h, log_q = model.sample_posterior(x, num_samples, seed)
+    return h, [model.log_joint(x, h)], [log_q]
+
+
+def nvil(
+    model,
+    x,
+    seed,
+    state: NVILState,
+    baseline=None,
+    num_samples: int = 1,
+    centering: bool = True,
+    input_dependent_baseline: bool = True,
+    variance_normalization: bool = True,
+    local_signals: bool = True,
+    decay: float = 0.8,
+):
+    """One NVIL step on a minibatch: surrogate losses whose gradients are the NVIL gradient estimates.
+
+    With h ~ q(h | x) (K samples per example) and l_i the learning signal of layer i (`learning_signals`):
+
+      A_i(x, h)  = (l_i(x, h) - C_i(x) - c_i) / max(1, sqrt(v_i))          (each part switchable)
+      model:       L_theta = -mean log p(x, h)                               -> grad_theta = E[grad log p(x, h)]
+      recognition: L_phi   = -mean sum_i stop_gradient(A_i) log q(h_i | h_{i-1})
+                                                        -> grad_phi  = E[sum_i A_i grad log q(h_i | h_{i-1})]
+      baseline:    L_psi   = mean sum_i (stop_gradient(l_i - c_i) - C_i(x))^2
+
+    C(x) and c do not depend on h, so they leave the expected gradient equal to the ELBO gradient
+    grad_phi E_q[log p(x, h) - log q(h | x)] (the score has mean zero); variance normalisation rescales it by the
+    positive constant 1 / max(1, sqrt(v_i)). The running statistics use the values from before this minibatch (so
+    they are independent of its samples) and are then updated with exponential decay alpha:
+
+      c_i <- alpha c_i + (1 - alpha) mean(l_i - C_i(x)),   v_i <- alpha v_i + (1 - alpha) var(l_i - C_i(x))
+
+    (minibatch mean and variance over samples and examples, averaged over replicas under `tf.distribute`).
+
+    Args:
+      model: exposes `sample_posterior(x, K, seed)` and `log_joint(x, h)`; a layered model (SBN) also exposes
+        `sample_posterior_terms(x, K, seed) -> (h, [log q(h_i | h_{i-1})])` and `log_joint_terms(x, h)` (see
+        `learning_signals`) for local signals.
+      x: float32 [B, D]; seed: int32 [2].
+      state: `NVILState` with c and v of shape [L].
+      baseline: callable x [B, D] -> C(x) [B, L] (or [B, 1]), or None.
+      num_samples: K samples of h per example.
+      centering, input_dependent_baseline, variance_normalization, local_signals: switch each technique.
+      decay: alpha of the running averages (0.8 in the paper).
+
+    Returns:
+      `(losses, diagnostics, new_state)`: losses {'model', 'recognition', 'baseline'} (scalars, to minimise);
+      diagnostics {'elbo', 'baseline_loss', 'signal_variance', 'normalized_signal_variance'} (scalars: the
+      single-sample ELBO, the baseline's squared error and the variance of the layer-1 signal before and after
+      centring and normalisation); new_state the updated `NVILState`.
+    """
+    _, joint_terms, recognition_terms = _layered_terms(model, x, num_samples, seed)
+    signals = tf.stop_gradient(learning_signals(joint_terms, recognition_terms, local_signals))  # [L, K, B]
+    num_layers = len(recognition_terms)
+    mean = tf.reshape(tf.convert_to_tensor(state.mean, tf.float32), [num_layers, 1, 1])
+    variance = tf.reshape(tf.convert_to_tensor(state.variance, tf.float32), [num_layers, 1, 1])
+
+    if input_dependent_baseline and baseline is not None:
+        baseline_values = baseline(x)  # [B, L]
+        baseline_values = tf.broadcast_to(tf.transpose(baseline_values)[:, None, :], tf.shape(signals))
+    else:
+        baseline_values = tf.zeros_like(signals)
+    residual = signals - tf.stop_gradient(baseline_values)  # l_i - C_i(x)
+    centered = residual - mean if centering else residual
+    normalizer = tf.maximum(1.0, tf.sqrt(variance)) if variance_normalization else tf.ones_like(variance)
+    advantage = tf.stop_gradient(centered / normalizer)
+
+    log_joint = tf.reduce_sum(tf.stack([tf.broadcast_to(t, tf.shape(signals)[1:]) for t in joint_terms]), 0)
+    model_loss = -tf.reduce_mean(log_joint)
+    recognition_loss = -tf.reduce_mean(tf.reduce_sum(advantage * tf.stack(recognition_terms), axis=0))
+    target = signals - mean if centering else signals
+    baseline_loss = tf.reduce_mean(tf.reduce_sum(tf.square(target - baseline_values), axis=0))
+
+    batch_mean = tf.reduce_mean(residual, axis=[1, 2])
+    batch_square = tf.reduce_mean(tf.square(residual), axis=[1, 2])
+    batch_mean, batch_square = tf.unstack(_replica_mean(tf.stack([batch_mean, batch_square])))
+    batch_variance = tf.maximum(batch_square - tf.square(batch_mean), 0.0)
+    new_state = NVILState(
+        decay * tf.reshape(mean, [-1]) + (1.0 - decay) * batch_mean,
+        decay * tf.reshape(variance, [-1]) + (1.0 - decay) * batch_variance,
+    )
+    global_signal = log_joint - tf.reduce_sum(
+        tf.stack([tf.broadcast_to(t, tf.shape(signals)[1:]) for t in recognition_terms]), 0)
+    _, signal_variance = tf.nn.moments(signals[0], axes=[0, 1])
+    _, advantage_variance = tf.nn.moments(advantage[0], axes=[0, 1])
+    losses = {"model": model_loss, "recognition": recognition_loss, "baseline": baseline_loss}
+    diagnostics = {
+        "elbo": tf.reduce_mean(global_signal),
+        "baseline_loss": baseline_loss,
+        "signal_variance": signal_variance,
+        "normalized_signal_variance": advantage_variance,
+    }
+    return losses, diagnostics, new_state

@@ -1,0 +1,338 @@
+"""Deep latent Gaussian models (Rezende, Mohamed & Wierstra 2014): layers of Gaussian latents joined by MLPs.
+
+The recognition model is a shared MLP with a Gaussian head per layer, diagonal or rank-one precision, and the
+whole model is trained by stochastic backpropagation on the free energy (the paper's eq. 6 with its weight prior).
+"""
+
+from __future__ import annotations
+
+from tfrecog._tf import keras, tf, tfd
+from tfrecog.layers import MLP
+from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
+from tfrecog.models.base import LatentVariableModel
+
+__all__ = ["DLGM", "NOISE_MATRICES"]
+
+NOISE_MATRICES = ("diagonal", "full")
+
+
+@keras.saving.register_keras_serializable(package="tfrecog")
+class DLGM(LatentVariableModel):
+    """Deep latent Gaussian model with a per-layer Gaussian recognition model.
+
+    Generative model (layers l = 1..L, bottom first; xi_l ~ N(0, I_{K_l}) independent):
+
+      h_L = G_L xi_L
+      h_l = T_l(h_{l+1}) + G_l xi_l,           l = L-1, ..., 1
+      p(x | h_1): Bernoulli(logits = T_0(h_1))   or   N(T_0(h_1), diag(psi))  (psi a learned per-pixel variance)
+
+    T_l are MLPs (`hidden_sizes`, `activation`), affine when `linear=True`. G_l is a learned diagonal matrix
+    (`noise_matrix='diagonal'`, the default, initialised to I) or a full K_l x K_l matrix ('full', initialised to I).
+    A one-layer model with `linear=True` and a Gaussian likelihood is factor analysis:
+    x = W G xi + b + e, so p(x) = N(b, W G G^T W^T + diag(psi)).
+
+    Latent variables: the model's h is the list [xi_1, ..., xi_L] (each [..., B, K_l]); the prior is
+    p(xi) = prod_l N(xi_l; 0, I) and x depends on xi through the deterministic maps above, so
+
+      log_joint(x, xi) = sum_l log N(xi_l; 0, I) + log p(x | h_1(xi))
+
+    Recognition model: f = MLP_r(x) shared by all layers, then per layer (`GaussianHead`)
+
+      q(xi_l | x) = N(mu_l(f), C_l(f))
+        'diagonal': C_l = diag(exp(2 log_scale_l))
+        'rank_one': C_l = (D_l + u_l u_l^T)^-1, D_l = diag(exp(-2 log_scale_l))   (O(K) sampling and density)
+
+    Objective (estimator 'sgvb_b'): the negative of the paper's free energy per example,
+
+      F(x) = -E_q[log p(x | xi)] + sum_l KL(q(xi_l | x) || N(0, I)) + ||theta||^2 / (2 kappa N)
+
+    with the KL terms analytic, gradients by stochastic backpropagation (reparameterisation), and the weight prior
+    N(0, kappa I) on the generative parameters theta (T_l, G_l, the observation layer) through
+    `weight_prior_scale` = sqrt(kappa). The other estimators of `tfrecog.estimators` work as for the VAE.
+
+    Args:
+      event_size: D, the flattened data size.
+      latent_sizes: K_1, ..., K_L, bottom (next to x) first.
+      hidden_sizes: hidden widths of every generative MLP T_l (ignored when `linear`).
+      activation: hidden nonlinearity of the generative and recognition MLPs.
+      linear: T_l affine (no hidden layers).
+      noise_matrix: 'diagonal' or 'full' G_l.
+      covariance: 'rank_one' or 'diagonal' recognition covariance.
+      recognition_hidden_sizes: hidden widths of the shared recognition MLP (may be empty: heads read x directly).
+      likelihood: 'bernoulli' or 'gaussian'.
+      mean_activation: Gaussian likelihood only: None (identity, factor analysis) or 'sigmoid' (data in [0, 1]).
+      estimator, num_samples, weight_prior_scale, seed: see `LatentVariableModel`.
+      kernel_initializer: a Keras initializer name, or 'paper' for N(0, 0.01^2).
+      min_scale: lower bound on the Gaussian observation standard deviation.
+
+    Example:
+      >>> model = DLGM(event_size=784, latent_sizes=(50, 20), covariance="rank_one")
+      >>> model.compile()
+      >>> model.fit(x_train, batch_size=100, epochs=10)          # doctest: +SKIP
+      >>> [xi.shape for xi in model.encode(x_test[:5]).sample(seed=[0, 1])]   # doctest: +SKIP
+      [TensorShape([5, 50]), TensorShape([5, 20])]
+    """
+
+    def __init__(
+        self,
+        event_size: int = 784,
+        latent_sizes=(50,),
+        hidden_sizes=(200,),
+        activation: str = "tanh",
+        linear: bool = False,
+        noise_matrix: str = "diagonal",
+        covariance: str = "rank_one",
+        recognition_hidden_sizes=(200,),
+        likelihood: str = "bernoulli",
+        mean_activation: str | None = None,
+        estimator: str = "sgvb_b",
+        num_samples: int = 1,
+        weight_prior_scale: float | None = None,
+        kernel_initializer: str = "glorot_uniform",
+        min_scale: float = 1e-3,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
+        from tfrecog import estimators
+
+        estimators.get(estimator)  # a clear error for an unknown name, now rather than at the first fit
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"DLGM likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
+        if isinstance(latent_sizes, int) or not len(latent_sizes):
+            raise ValueError(f"latent_sizes must be a non-empty sequence of positive integers; got {latent_sizes!r}")
+        if any(int(k) < 1 for k in latent_sizes):
+            raise ValueError(f"latent_sizes must be positive integers; got {list(latent_sizes)!r}")
+        if noise_matrix not in NOISE_MATRICES:
+            raise ValueError(f"noise_matrix must be one of {', '.join(NOISE_MATRICES)}; got {noise_matrix!r}")
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}; got {covariance!r}")
+        if mean_activation not in (None, "sigmoid"):
+            raise ValueError(f"mean_activation must be None or 'sigmoid'; got {mean_activation!r}")
+        self._latent_sizes = tuple(int(k) for k in latent_sizes)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.activation = activation
+        self.linear = bool(linear)
+        self.noise_matrix = noise_matrix
+        self.covariance = covariance
+        self.recognition_hidden_sizes = tuple(int(h) for h in recognition_hidden_sizes)
+        self.mean_activation = mean_activation
+        self.kernel_initializer = kernel_initializer
+        self.min_scale = float(min_scale)
+
+        widths = () if self.linear else self.hidden_sizes
+        sizes = self._latent_sizes
+        # transitions[l - 1] is T_l: h_{l+1} -> R^{K_l}, l = 1..L-1.
+        self.transitions = [
+            MLP(widths, activation, sizes[layer - 1], kernel_initializer, name=f"transition_{layer}")
+            for layer in range(1, len(sizes))
+        ]
+        self.noise_matrices = [
+            self.add_weight(
+                shape=(k,) if noise_matrix == "diagonal" else (k, k),
+                initializer="ones" if noise_matrix == "diagonal" else "identity",
+                name=f"noise_matrix_{layer + 1}",
+            )
+            for layer, k in enumerate(sizes)
+        ]
+        self.observation = MLP(widths, activation, event_size, kernel_initializer, name="observation")
+        if likelihood == "gaussian":
+            # log of (scale - min_scale): the per-pixel noise standard deviation sqrt(psi).
+            self.observation_log_scale = self.add_weight(
+                shape=(event_size,), initializer="zeros", name="observation_log_scale"
+            )
+        self.recognition = MLP(self.recognition_hidden_sizes, activation, None, kernel_initializer, name="recognition")
+        self.heads = [
+            GaussianHead(k, covariance, kernel_initializer, name=f"recognition_head_{layer + 1}")
+            for layer, k in enumerate(sizes)
+        ]
+
+    def _build_for_training(self):
+        # The base class builds weights and optimizer slots outside any strategy scope; under tf.distribute they
+        # must be created in the scope the model was made in, or fit fails ("Need to be inside strategy.scope()").
+        with self.distribute_strategy.scope():
+            super()._build_for_training()
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        num_updates = getattr(self, "_fused_mode", None) or (x.shape[1] if x.shape.rank == 3 else 1)
+        if num_updates > 1 and self._num_replicas() > 1:
+            # tf.distribute cannot all-reduce gradients inside a tf.while_loop body (merge_call in control flow),
+            # so with several replicas the S fused updates are unrolled into straight-line graph code instead.
+            x = tf.ensure_shape(tf.cast(x, tf.float32), [None, num_updates, self.event_size])
+            for s in range(num_updates):
+                self._update_trackers(self.train_update(x[:, s]))
+            return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
+        return super().train_step(data)
+
+    # -- structure ----------------------------------------------------------------------------------------------
+
+    @property
+    def latent_sizes(self):
+        """Sizes K_1, ..., K_L of the latent layers, bottom first."""
+        return list(self._latent_sizes)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._latent_sizes)
+
+    def _check_latents(self, xi):
+        if not isinstance(xi, (list, tuple)) or len(xi) != self.num_layers:
+            raise ValueError(
+                f"latents must be a list of {self.num_layers} tensors [..., K_l] with K = {self.latent_sizes}; "
+                f"got {type(xi).__name__}" + (f" of length {len(xi)}" if isinstance(xi, (list, tuple)) else "")
+            )
+        return [tf.convert_to_tensor(t, tf.float32) for t in xi]
+
+    def _apply_noise_matrix(self, layer, xi):
+        """G_l xi_l for xi_l [..., K_l] (layer zero-based)."""
+        g = self.noise_matrices[layer]
+        if self.noise_matrix == "diagonal":
+            return g * xi
+        return tf.einsum("ij,...j->...i", g, xi)
+
+    def generative_states(self, xi):
+        """[h_1, ..., h_L] from [xi_1, ..., xi_L]: h_L = G_L xi_L, h_l = T_l(h_{l+1}) + G_l xi_l."""
+        xi = self._check_latents(xi)
+        states = [None] * self.num_layers
+        h = self._apply_noise_matrix(self.num_layers - 1, xi[-1])
+        states[-1] = h
+        for layer in range(self.num_layers - 2, -1, -1):
+            h = self.transitions[layer](h) + self._apply_noise_matrix(layer, xi[layer])
+            states[layer] = h
+        return states
+
+    # -- distributions ----------------------------------------------------------------------------------------
+
+    def prior(self):
+        """p(xi) = prod_l N(xi_l; 0, I_{K_l}), a `tfd.JointDistributionSequential` over the list of layers."""
+        return tfd.JointDistributionSequential(
+            [tfd.MultivariateNormalDiag(loc=tf.zeros([k]), scale_diag=tf.ones([k])) for k in self._latent_sizes]
+        )
+
+    def recognition_parameters(self, x):
+        """Per layer, the tuple (mu_l, log_scale_l) or (mu_l, log_scale_l, u_l) of q(xi_l | x), each [B, K_l]."""
+        features = self.recognition(x)
+        return [head(features) for head in self.heads]
+
+    def encode(self, x):
+        """q(xi | x) = prod_l q(xi_l | x), a `tfd.JointDistributionSequential`: batch [B], events [K_1], ..., [K_L]."""
+        return tfd.JointDistributionSequential(
+            [head.make_distribution(p) for head, p in zip(self.heads, self.recognition_parameters(x), strict=True)]
+        )
+
+    def _observation_parameters(self, xi):
+        out = self.observation(self.generative_states(xi)[0])
+        if self.likelihood == "bernoulli":
+            return out, None
+        mean = tf.sigmoid(out) if self.mean_activation == "sigmoid" else out
+        scale = self.min_scale + tf.exp(self.observation_log_scale)
+        return mean, tf.broadcast_to(scale, tf.shape(mean))
+
+    def decode(self, xi):
+        """p(x | xi) = p(x | h_1(xi)): independent Bernoulli(logits) or Normal(mean, sqrt(psi)) over the D pixels."""
+        first, scale = self._observation_parameters(xi)
+        if self.likelihood == "bernoulli":
+            return tfd.Independent(tfd.Bernoulli(logits=first, dtype=tf.float32), 1)
+        return tfd.Independent(tfd.Normal(first, scale), 1)
+
+    def call(self, x, training=False):
+        """The posterior means [mu_1, ..., mu_L] concatenated, [B, sum_l K_l]: a deterministic embedding."""
+        return tf.concat([p[0] for p in self.recognition_parameters(x)], axis=-1)
+
+    # -- generic latent-variable API ---------------------------------------------------------------------------
+
+    def sample_posterior(self, x, num_samples, seed):
+        q = self.encode(x)
+        xi = q.sample(num_samples, seed=seed)
+        return xi, q.log_prob(xi)
+
+    def log_joint(self, x, xi):
+        xi = self._check_latents(xi)
+        return self.prior().log_prob(xi) + self.decode(xi).log_prob(x)
+
+    def recognition_log_prob(self, x, xi):
+        return self.encode(x).log_prob(self._check_latents(xi))
+
+    def sample_joint(self, num_examples, seed):
+        prior_seed, data_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        xi = self.prior().sample(num_examples, seed=prior_seed)
+        return self.decode(xi).sample(seed=data_seed), xi
+
+    @property
+    def generative_variables(self):
+        variables = [v for t in self.transitions for v in t.trainable_variables]
+        variables += list(self.noise_matrices) + list(self.observation.trainable_variables)
+        if self.likelihood == "gaussian":
+            variables.append(self.observation_log_scale)
+        return variables
+
+    # -- factor analysis -----------------------------------------------------------------------------------------
+
+    def marginal(self):
+        """The exact p(x) = N(b, W G G^T W^T + diag(psi)) of a one-layer linear Gaussian DLGM (factor analysis).
+
+        Returns a `tfd.MultivariateNormalTriL`; raises for any other configuration (no closed form).
+        """
+        factor_analysis = self.linear and self.num_layers == 1 and self.likelihood == "gaussian"
+        if not (factor_analysis and self.mean_activation is None):
+            raise ValueError("marginal() needs a one-layer linear DLGM with a Gaussian likelihood (factor analysis)")
+        if not self.built:
+            self.build((None, self.event_size))
+        dense = self.observation.dense_layers[0]
+        g = self.noise_matrices[0]
+        g = tf.linalg.diag(g) if self.noise_matrix == "diagonal" else g
+        loading = tf.matmul(dense.kernel, g, transpose_a=True)  # W G, [D, K]
+        psi = tf.square(self.min_scale + tf.exp(self.observation_log_scale))
+        covariance = tf.matmul(loading, loading, transpose_b=True) + tf.linalg.diag(psi)
+        return tfd.MultivariateNormalTriL(loc=dense.bias, scale_tril=tf.linalg.cholesky(covariance))
+
+    # -- export protocol (tfrecog.export) -----------------------------------------------------------------------
+
+    def export_outputs(self, x):
+        """Named posterior parameters for layers l = 1..L: 'mean_l', 'log_scale_l' and, rank-one, 'rank_one_l'.
+
+        'log_scale_l' is log of D_l^(-1/2) (the log standard deviation when u_l = 0); q(xi_l | x) has covariance
+        (diag(exp(-2 log_scale_l)) + u_l u_l^T)^-1.
+        """
+        outputs = {}
+        for layer, parameters in enumerate(self.recognition_parameters(x), start=1):
+            outputs[f"mean_{layer}"] = parameters[0]
+            outputs[f"log_scale_{layer}"] = parameters[1]
+            if self.covariance == "rank_one":
+                outputs[f"rank_one_{layer}"] = parameters[2]
+        return outputs
+
+    def export_noise_spec(self):
+        """Noise inputs of `export_sample`: 'noise_l' -> K_l standard normal draws per example."""
+        return {f"noise_{layer}": k for layer, k in enumerate(self._latent_sizes, start=1)}
+
+    def export_sample(self, x, noise):
+        """Posterior samples from given noise: 'sample_l' = mu_l + S_l noise['noise_l'] with S_l S_l^T = C_l."""
+        q = self.encode(x)
+        samples = {}
+        for layer, component in enumerate(q.model, start=1):
+            samples[f"sample_{layer}"] = component.loc + component.scale.matvec(noise[f"noise_{layer}"])
+        return samples
+
+    def export_decoder_outputs(self, xi):
+        """Named parameters of p(x | xi): Bernoulli 'logits', or Gaussian 'mean' and 'log_scale' (floor added)."""
+        first, scale = self._observation_parameters(xi)
+        if self.likelihood == "bernoulli":
+            return {"logits": first}
+        return {"mean": first, "log_scale": tf.math.log(scale)}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_sizes": list(self._latent_sizes),
+            "hidden_sizes": list(self.hidden_sizes),
+            "activation": self.activation,
+            "linear": self.linear,
+            "noise_matrix": self.noise_matrix,
+            "covariance": self.covariance,
+            "recognition_hidden_sizes": list(self.recognition_hidden_sizes),
+            "mean_activation": self.mean_activation,
+            "kernel_initializer": self.kernel_initializer,
+            "min_scale": self.min_scale,
+        }

@@ -1,0 +1,653 @@
+"""Sigmoid belief networks and fDARN (Mnih & Gregor 2014): layers of binary latents with sigmoid conditionals,
+optionally autoregressive within a layer, trained by NVIL (two optimizers: model and baseline) or wake-sleep.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from tfrecog._tf import keras, tf, tfd, tfp
+from tfrecog.estimators.nvil import NVILState, nvil
+from tfrecog.layers.masked import MaskedDense
+from tfrecog.layers.mlp import MLP, initializer
+from tfrecog.models.base import LatentVariableModel
+
+ESTIMATORS = ("nvil", "wake_sleep")
+
+
+def _sum(terms):
+    """Sum of tensors with broadcasting (tf.add_n needs equal shapes; a prior term may lack the batch axis)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+@keras.saving.register_keras_serializable(package="tfrecog")
+class BernoulliLayer(keras.layers.Layer):
+    """A layer of binary units h [..., units] given a context c: p(h | c) = prod_j Bernoulli(h_j; sigmoid(a_j)).
+
+      no context, factorial:   a = b                                  (learned logits of a top prior)
+      factorial:               a = W f(c) + b
+      autoregressive:          a_j = [W f(c) + b]_j + sum_{i<j} U_ji h_i  (one masked matmul, `MaskedDense`)
+
+    with f(c) = c, or f(c) = tanh(V c + d) when `hidden_size` is given. Scoring an h is one pass; sampling an
+    autoregressive layer loops over the units (a `tf.while_loop` with static shapes that XLA compiles).
+    Samples are h_j = 1[u_j < sigmoid(a_j)] for uniform noise u, so given the noise they are deterministic.
+
+    Args:
+      units: number of binary units.
+      context_size: width of the conditioning input c, or None (a top prior).
+      hidden_size: width of the tanh hidden layer f, or None for affine logits (needs a context).
+      autoregressive: connections h_i -> h_j for i < j within the layer.
+      activation: nonlinearity of the hidden layer.
+      kernel_initializer: Keras initializer name or 'paper'.
+    """
+
+    def __init__(self, units: int, context_size: int | None = None, hidden_size: int | None = None,
+                 autoregressive: bool = False, activation: str = "tanh", kernel_initializer: str = "glorot_uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if int(units) < 1:
+            raise ValueError(f"units must be a positive integer; got {units!r}")
+        if hidden_size is not None and context_size is None:
+            raise ValueError("hidden_size needs a context: a layer without context_size has only learned logits")
+        self.units = int(units)
+        self.context_size = None if context_size is None else int(context_size)
+        self.hidden_size = None if hidden_size is None else int(hidden_size)
+        self.autoregressive = bool(autoregressive)
+        self.activation = activation
+        self.kernel_initializer = kernel_initializer
+        bias_init = initializer("paper" if kernel_initializer == "paper" else "zeros")
+        self.hidden = None
+        if self.hidden_size is not None:
+            self.hidden = keras.layers.Dense(self.hidden_size, activation=activation, name="hidden",
+                                             kernel_initializer=initializer(kernel_initializer),
+                                             bias_initializer=bias_init)
+        feature_size = self.hidden_size if self.hidden is not None else self.context_size
+        self.feature_size = feature_size
+        self.output_layer = None
+        if self.autoregressive:
+            self.output_layer = MaskedDense(self.units, context_size=feature_size, name="masked",
+                                            kernel_initializer=kernel_initializer)
+        elif self.context_size is not None:
+            self.output_layer = keras.layers.Dense(self.units, name="dense",
+                                                   kernel_initializer=initializer(kernel_initializer),
+                                                   bias_initializer=bias_init)
+
+    def build(self, input_shape=None):
+        if self.hidden is not None:
+            self.hidden.build((None, self.context_size))
+        if self.autoregressive:
+            self.output_layer.build((None, self.units))
+        elif self.output_layer is not None:
+            self.output_layer.build((None, self.feature_size))
+        else:
+            self.logits_bias = self.add_weight(shape=(self.units,), initializer="zeros", name="logits")
+        self.built = True
+
+    def _features(self, context):
+        if self.context_size is None:
+            if context is not None:
+                raise ValueError(f"{self.name} has no context input; got one")
+            return None
+        if context is None:
+            raise ValueError(f"{self.name}: expected a context of width {self.context_size}; got None")
+        return self.hidden(context) if self.hidden is not None else context
+
+    def logits(self, h, context=None):
+        """a [..., units]: the logits of p(h | c); for an autoregressive layer a_j uses h_<j (teacher forcing)."""
+        features = self._features(context)
+        if self.autoregressive:
+            return self.output_layer(h, context=features)
+        if self.output_layer is not None:
+            return self.output_layer(features)
+        return tf.convert_to_tensor(self.logits_bias)
+
+    def log_prob(self, h, context=None):
+        """log p(h | c) = sum_j log Bernoulli(h_j; sigmoid(a_j)), summed over the units: [...]."""
+        return tfd.Independent(tfd.Bernoulli(logits=self.logits(h, context), dtype=tf.float32), 1).log_prob(h)
+
+    def distribution(self, context=None, batch_shape=None):
+        """p(h | c) as a TFP distribution: `Independent(Bernoulli)`, or `Autoregressive` of those."""
+        if not self.autoregressive:
+            return tfd.Independent(tfd.Bernoulli(logits=self.logits(None, context), dtype=tf.float32), 1)
+        if batch_shape is None:
+            batch_shape = tf.shape(context)[:-1] if context is not None else tf.constant([], tf.int32)
+        sample0 = tf.zeros(tf.concat([batch_shape, [self.units]], axis=0))
+        return tfd.Autoregressive(
+            lambda h: tfd.Independent(tfd.Bernoulli(logits=self.logits(h, context), dtype=tf.float32), 1),
+            sample0=sample0, num_steps=self.units,
+        )
+
+    def sample(self, noise, context=None):
+        """(h, a): h_j = 1[u_j < sigmoid(a_j)] for uniform noise u [..., units]; a the logits at h (no gradient
+        flows through h)."""
+        if not self.autoregressive:
+            logits = self.logits(None, context)
+            return tf.cast(noise < tf.sigmoid(logits), tf.float32), logits
+        kernel = self.output_layer.masked_kernel()
+        start = tf.broadcast_to(self.output_layer.context_term(self._features(context)), tf.shape(noise))
+        units = self.units
+        one_hot = tf.eye(units)
+
+        def body(j, h, running):
+            # running = a at the units sampled so far; adding h_j U_{.j} keeps it exact for every later unit.
+            h_j = tf.cast(tf.gather(noise, j, axis=-1) < tf.sigmoid(tf.gather(running, j, axis=-1)), tf.float32)
+            h = h + h_j[..., None] * one_hot[j]
+            return j + 1, h, running + h_j[..., None] * kernel[j]
+
+        _, h, _ = tf.while_loop(lambda j, *_: j < units, body, (tf.constant(0), tf.zeros_like(noise), start),
+                                maximum_iterations=units)
+        h = tf.stop_gradient(h)
+        return h, self.logits(h, context)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "context_size": self.context_size,
+            "hidden_size": self.hidden_size,
+            "autoregressive": self.autoregressive,
+            "activation": self.activation,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfrecog")
+class SBN(LatentVariableModel):
+    """Sigmoid belief network / fDARN with L = 1..3 layers of binary latents h_1 (bottom) .. h_L (top).
+
+    Generative model (all conditionals sigmoid-affine; fDARN adds masked connections within a layer):
+      p(h_L)             = prod_j Bernoulli(sigmoid(b_j [+ sum_{i<j} U_ji h_L,i]))
+      p(h_l | h_{l+1})   = prod_j Bernoulli(sigmoid([W h_{l+1} + b]_j [+ sum_{i<j} U_ji h_l,i]))
+      p(x | h_1)         = prod_d Bernoulli(sigmoid([W h_1 + b]_d [+ sum_{e<d} U_de x_e]))            ('bernoulli')
+      log p(x | h_1)     = sum_w x_w log softmax(W h_1 + b)_w                                    ('categorical')
+    Recognition model: q(h_1 | x) q(h_2 | h_1) ... q(h_L | h_{L-1}), each factorial with affine logits (or an
+    MLP with one tanh hidden layer of `recognition_hidden_size`), or autoregressive within the layer.
+
+    The categorical observation is the probability of the document's word sequence, N_d independent draws from
+    softmax(W h_1 + b): the quantity whose per-word average defines perplexity (Mnih & Gregor 2014, NVDM). It is
+    `tfd.Multinomial(N_d, logits).log_prob(x)` minus the log number of orderings log(N_d! / prod_w x_w!), a
+    constant of the data; so `decode` returns the Multinomial (for sampling and means) while `log_joint` uses the
+    sequence probability, in nats, so that perplexity = exp(-sum_d log p(x_d) / sum_d N_d).
+
+    Latent samples are float32 0/1 tensors, a list with one [K, B, size_l] tensor per layer, bottom first.
+
+    Args:
+      event_size: D (784 for MNIST; the vocabulary size for documents).
+      latent_sizes: sizes of the latent layers, bottom (nearest x) first, 1 to 3 layers, e.g. (200, 200, 200).
+      likelihood: 'bernoulli' (binary pixels) or 'categorical' (word counts).
+      estimator: 'nvil' (default) or 'wake_sleep'.
+      num_samples: samples of h per example in a training step.
+      autoregressive_prior: fDARN: autoregressive connections within every latent layer of p.
+      autoregressive_visible: fDARN: autoregressive connections within the visible layer ('bernoulli' only).
+      autoregressive_posterior: autoregressive connections within every layer of q.
+      recognition_hidden_size: width of a tanh hidden layer in each q(h_l | .), or None for affine logits.
+      baseline_hidden_size: tanh hidden units of the input-dependent baseline C(x) (100 in the paper; None for a
+        linear baseline).
+      centering, input_dependent_baseline, variance_normalization, local_signals: NVIL's variance reduction
+        techniques, each switchable (see `tfrecog.estimators.nvil.nvil`).
+      signal_decay: alpha of NVIL's running mean and variance (0.8 in the paper).
+      document_length: N of documents drawn by `sample_joint` ('categorical'; p(x) does not model length).
+      weight_prior_scale: sigma of a MAP prior N(0, sigma^2 I) on the generative weights, or None.
+      kernel_initializer: Keras initializer name or 'paper'.
+      seed: base of all stateless seeds.
+
+    Example:
+      >>> model = SBN(event_size=784, latent_sizes=(200, 200))
+      >>> model.compile(optimizer=keras.optimizers.Adam(3e-4), baseline_optimizer=keras.optimizers.Adam(1e-3))
+      >>> model.fit(x_train, batch_size=100, epochs=10)        # doctest: +SKIP
+      >>> h, log_q = model.sample_posterior(x_test[:5], 1, seed=tf.constant([0, 1]))   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        event_size: int = 784,
+        latent_sizes=(200,),
+        likelihood: str = "bernoulli",
+        estimator: str = "nvil",
+        num_samples: int = 1,
+        autoregressive_prior: bool = False,
+        autoregressive_visible: bool = False,
+        autoregressive_posterior: bool = False,
+        recognition_hidden_size: int | None = None,
+        baseline_hidden_size: int | None = 100,
+        centering: bool = True,
+        input_dependent_baseline: bool = True,
+        variance_normalization: bool = True,
+        local_signals: bool = True,
+        signal_decay: float = 0.8,
+        document_length: int = 100,
+        weight_prior_scale: float | None = None,
+        kernel_initializer: str = "glorot_uniform",
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
+        if likelihood not in ("bernoulli", "categorical"):
+            raise ValueError(f"SBN likelihood must be 'bernoulli' or 'categorical'; got {likelihood!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"SBN estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
+        if isinstance(latent_sizes, int):
+            latent_sizes = (latent_sizes,)
+        sizes = tuple(int(s) for s in latent_sizes)
+        if not 1 <= len(sizes) <= 3 or min(sizes) < 1:
+            raise ValueError(f"latent_sizes must list 1 to 3 positive layer sizes (bottom first); got {latent_sizes!r}")
+        if autoregressive_visible and likelihood != "bernoulli":
+            raise ValueError("autoregressive_visible needs likelihood='bernoulli' (word counts are exchangeable)")
+        if not 0.0 <= float(signal_decay) < 1.0:
+            raise ValueError(f"signal_decay must be in [0, 1); got {signal_decay!r}")
+        self._latent_sizes = sizes
+        self.autoregressive_prior = bool(autoregressive_prior)
+        self.autoregressive_visible = bool(autoregressive_visible)
+        self.autoregressive_posterior = bool(autoregressive_posterior)
+        self.recognition_hidden_size = None if not recognition_hidden_size else int(recognition_hidden_size)
+        self.baseline_hidden_size = None if not baseline_hidden_size else int(baseline_hidden_size)
+        self.centering = bool(centering)
+        self.input_dependent_baseline = bool(input_dependent_baseline)
+        self.variance_normalization = bool(variance_normalization)
+        self.local_signals = bool(local_signals)
+        self.signal_decay = float(signal_decay)
+        self.document_length = int(document_length)
+        self.kernel_initializer = kernel_initializer
+        self.baseline_optimizer = None
+
+        num_layers = len(sizes)
+        init = kernel_initializer
+        # Recognition model: q(h_1 | x), q(h_{l+1} | h_l).
+        self.inference_layers = [
+            BernoulliLayer(size, context_size=event_size if k == 0 else sizes[k - 1],
+                           hidden_size=self.recognition_hidden_size, autoregressive=self.autoregressive_posterior,
+                           kernel_initializer=init, name=f"q_{k + 1}")
+            for k, size in enumerate(sizes)
+        ]
+        # Generative model: p(h_L), p(h_l | h_{l+1}), p(x | h_1).
+        self.prior_layer = BernoulliLayer(sizes[-1], autoregressive=self.autoregressive_prior,
+                                          kernel_initializer=init, name=f"p_{num_layers}")
+        self.generative_layers = [
+            BernoulliLayer(sizes[k], context_size=sizes[k + 1], autoregressive=self.autoregressive_prior,
+                           kernel_initializer=init, name=f"p_{k + 1}")
+            for k in range(num_layers - 1)
+        ]
+        if likelihood == "bernoulli":
+            self.observation_layer = BernoulliLayer(event_size, context_size=sizes[0],
+                                                    autoregressive=self.autoregressive_visible,
+                                                    kernel_initializer=init, name="p_x")
+        else:
+            self.observation_layer = keras.layers.Dense(event_size, kernel_initializer=initializer(init),
+                                                        name="p_x")
+        self.baseline_network = None
+        if estimator == "nvil" and self.input_dependent_baseline:
+            hidden = (self.baseline_hidden_size,) if self.baseline_hidden_size else ()
+            self.baseline_network = MLP(hidden, "tanh", num_layers, init, name="baseline")
+        # NVIL's running mean c and variance v of l_i - C_i(x), per layer: saved with the weights and kept equal
+        # on every replica (the estimator averages the minibatch statistics over replicas before the update).
+        self.signal_mean = self.add_weight(shape=(num_layers,), initializer="zeros", trainable=False,
+                                           name="signal_mean", aggregation="only_first_replica")
+        self.signal_variance = self.add_weight(shape=(num_layers,), initializer="zeros", trainable=False,
+                                               name="signal_variance", aggregation="only_first_replica")
+        for layer in [*self.inference_layers, self.prior_layer, *self.generative_layers]:
+            layer.build()
+        if likelihood == "bernoulli":
+            self.observation_layer.build()
+        else:
+            self.observation_layer.build((None, sizes[0]))
+        if self.baseline_network is not None:
+            self.baseline_network.build((None, event_size))
+
+    # -- structure ---------------------------------------------------------------------------------------------
+
+    @property
+    def latent_sizes(self):
+        """Sizes of the latent layers, bottom first."""
+        return list(self._latent_sizes)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._latent_sizes)
+
+    @property
+    def generative_variables(self):
+        layers = [self.prior_layer, *self.generative_layers, self.observation_layer]
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    @property
+    def recognition_variables(self):
+        return [v for layer in self.inference_layers for v in layer.trainable_variables]
+
+    @property
+    def model_variables(self):
+        """The variables the model optimizer updates: generative then recognition (not the baseline)."""
+        return self.generative_variables + self.recognition_variables
+
+    @property
+    def baseline_variables(self):
+        return list(self.baseline_network.trainable_variables) if self.baseline_network is not None else []
+
+    def _layers_of(self, h):
+        if tf.is_tensor(h) or not isinstance(h, (list, tuple)):
+            h = [h]
+        h = [tf.convert_to_tensor(t, tf.float32) for t in h]
+        if len(h) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} latent layers (bottom first); got {len(h)}")
+        return h
+
+    # -- distributions -----------------------------------------------------------------------------------------
+
+    def encode(self, x):
+        """q(h_1 | x): `Independent(Bernoulli)` (factorial) or `Autoregressive` (autoregressive_posterior)."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        return self.inference_layers[0].distribution(x)
+
+    def prior(self):
+        """p(h_L), the top layer's prior."""
+        return self.prior_layer.distribution(None, batch_shape=tf.constant([], tf.int32))
+
+    def _observation_logits(self, x, h1):
+        if self.likelihood == "categorical":
+            return self.observation_layer(h1)
+        return self.observation_layer.logits(x, h1)
+
+    def decode(self, h, total_count=None):
+        """p(x | h_1): `Independent(Bernoulli)`, `Autoregressive` (fDARN visible) or `Multinomial(total_count)`
+        (categorical; total_count defaults to `document_length`)."""
+        h1 = self._layers_of(h)[0]
+        if self.likelihood == "categorical":
+            count = float(self.document_length) if total_count is None else total_count
+            return tfd.Multinomial(total_count=count, logits=self.observation_layer(h1))
+        return self.observation_layer.distribution(h1)
+
+    def observation_log_prob(self, x, h1):
+        """log p(x | h_1) [...]: Bernoulli pixels, or sum_w x_w log softmax(logits)_w for word counts."""
+        if self.likelihood == "categorical":
+            # Word-sequence probability (see the class docstring): no TFP distribution is this density; it is
+            # the Multinomial's log_prob without the log multinomial coefficient.
+            return tf.reduce_sum(x * tf.nn.log_softmax(self.observation_layer(h1)), axis=-1)
+        return self.observation_layer.log_prob(x, h1)
+
+    def _observation_mean(self, h):
+        h1 = self._layers_of(h)[0]
+        if self.likelihood == "categorical":
+            return tf.nn.softmax(self.observation_layer(h1))
+        return tf.sigmoid(self._greedy_logits(self.observation_layer, h1, self.event_size))
+
+    def _greedy_logits(self, layer, context, units):
+        """Logits along the path h_j = 1[sigmoid(a_j) > 1/2] (noise 1/2): the exact logits for a factorial layer,
+        a deterministic summary for an autoregressive one."""
+        if not layer.autoregressive:
+            return tf.broadcast_to(layer.logits(None, context), tf.concat([tf.shape(context)[:-1], [units]], 0))
+        noise = tf.fill(tf.concat([tf.shape(context)[:-1], [units]], 0), 0.5)
+        return layer.sample(noise, context)[1]
+
+    def call(self, x, training=False):
+        """Probabilities sigmoid(a) of q(h_1 | x) [B, size_1] (along the greedy path if autoregressive)."""
+        return tf.sigmoid(self.export_outputs(x)["logits_1"])
+
+    # -- generic latent-variable API ---------------------------------------------------------------------------
+
+    def sample_posterior_terms(self, x, num_samples, seed):
+        """h ~ q(h | x), layer by layer: (h [K, B, size_l] per layer, [log q(h_l | h_{l-1})] each [K, B])."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        seeds = tfp.random.split_seed(seed, self.num_layers)
+        batch = tf.shape(x)[0]
+        context, samples, terms = x, [], []
+        for k, layer in enumerate(self.inference_layers):
+            noise = tf.random.stateless_uniform([num_samples, batch, self._latent_sizes[k]], seeds[k])
+            h, logits = layer.sample(noise, context)
+            h = tf.stop_gradient(h)
+            terms.append(tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 1).log_prob(h))
+            samples.append(h)
+            context = h
+        return samples, terms
+
+    def sample_posterior(self, x, num_samples, seed):
+        samples, terms = self.sample_posterior_terms(x, num_samples, seed)
+        return samples, _sum(terms)
+
+    def recognition_log_prob_terms(self, x, h):
+        """[log q(h_1 | x), log q(h_2 | h_1), ...], each [...] (h with or without the leading K axis)."""
+        h = self._layers_of(h)
+        contexts = [tf.convert_to_tensor(x, tf.float32), *h[:-1]]
+        return [layer.log_prob(h_l, c) for layer, h_l, c in zip(self.inference_layers, h, contexts, strict=True)]
+
+    def recognition_log_prob(self, x, h):
+        return _sum(self.recognition_log_prob_terms(x, h))
+
+    def log_joint_terms(self, x, h):
+        """[log p(x | h_1), log p(h_1 | h_2), ..., log p(h_L)], each [...] (the terms NVIL's local signals use)."""
+        h = self._layers_of(h)
+        x = tf.convert_to_tensor(x, tf.float32)
+        terms = [self.observation_log_prob(x, h[0])]
+        for k, layer in enumerate(self.generative_layers):
+            terms.append(layer.log_prob(h[k], h[k + 1]))
+        terms.append(self.prior_layer.log_prob(h[-1]))
+        return terms
+
+    def log_joint(self, x, h):
+        return _sum(self.log_joint_terms(x, h))
+
+    def sample_joint(self, num_examples, seed):
+        """Ancestral sampling: h_L ~ p(h_L), h_l ~ p(h_l | h_{l+1}), x ~ p(x | h_1); returns (x [n, D], [h_l])."""
+        seeds = tfp.random.split_seed(seed, self.num_layers + 1)
+        n = num_examples
+        uniform = lambda size, s: tf.random.stateless_uniform(tf.stack([n, size]), s)  # noqa: E731
+        h_top, _ = self.prior_layer.sample(uniform(self._latent_sizes[-1], seeds[-1]))
+        samples = [h_top]
+        for k in reversed(range(self.num_layers - 1)):
+            h_l, _ = self.generative_layers[k].sample(uniform(self._latent_sizes[k], seeds[k + 1]), samples[0])
+            samples.insert(0, h_l)
+        if self.likelihood == "categorical":
+            x = self.decode(samples).sample(seed=seeds[0])
+        else:
+            x, _ = self.observation_layer.sample(uniform(self.event_size, seeds[0]), samples[0])
+        return tf.stop_gradient(x), [tf.stop_gradient(t) for t in samples]
+
+    # -- export protocol (tfrecog.export) -----------------------------------------------------------------------
+
+    def export_outputs(self, x):
+        """{'logits_1': the logits a of q(h_1 | x) [B, size_1]}.
+
+        Only layer 1 is a function of x alone: q(h_l | h_{l-1}) for l > 1 needs a sample of the layer below, so
+        its logits come from `export_sample`, given noise. For an autoregressive q the logits of unit j depend on
+        h_<j; they are given along the greedy path h_j = 1[sigmoid(a_j) > 1/2].
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        return {"logits_1": self._greedy_logits(self.inference_layers[0], x, self._latent_sizes[0])}
+
+    def export_noise_spec(self):
+        """Noise inputs of `export_sample`: 'noise_l' -> size of layer l, uniform draws on [0, 1)."""
+        return {f"noise_{k + 1}": size for k, size in enumerate(self._latent_sizes)}
+
+    def export_sample(self, x, noise):
+        """A posterior sample from given uniform noise, layer by layer: h_l = 1[u_l < sigmoid(a_l)].
+
+        Returns {'sample_l': h_l [B, size_l], 'logits_l': a_l [B, size_l]} for every layer l (deterministic).
+        """
+        context = tf.convert_to_tensor(x, tf.float32)
+        outputs = {}
+        for k, layer in enumerate(self.inference_layers):
+            h, logits = layer.sample(tf.convert_to_tensor(noise[f"noise_{k + 1}"], tf.float32), context)
+            outputs[f"sample_{k + 1}"], outputs[f"logits_{k + 1}"] = h, logits
+            context = h
+        return outputs
+
+    def export_decoder_outputs(self, h):
+        """{'logits': the logits of p(x | h_1)} [B, D] for h_1 [B, size_1] (or the list of layers): Bernoulli
+        logits, or the softmax logits over the vocabulary; for an autoregressive visible layer, along the greedy
+        path x_d = 1[sigmoid(a_d) > 1/2]."""
+        h1 = self._layers_of(h)[0] if isinstance(h, (list, tuple)) else tf.convert_to_tensor(h, tf.float32)
+        if self.likelihood == "categorical":
+            return {"logits": self.observation_layer(h1)}
+        return {"logits": self._greedy_logits(self.observation_layer, h1, self.event_size)}
+
+    # -- training ----------------------------------------------------------------------------------------------
+
+    def nvil_state(self) -> NVILState:
+        return NVILState(tf.convert_to_tensor(self.signal_mean), tf.convert_to_tensor(self.signal_variance))
+
+    def nvil_step(self, x, seed):
+        """`nvil(...)` with this model's baseline network, running statistics and switches."""
+        return nvil(
+            self, x, seed, self.nvil_state(),
+            baseline=self.baseline_network,
+            num_samples=self.num_samples,
+            centering=self.centering,
+            input_dependent_baseline=self.input_dependent_baseline,
+            variance_normalization=self.variance_normalization,
+            local_signals=self.local_signals,
+            decay=self.signal_decay,
+        )
+
+    def objective(self, x, seed):
+        """(-ELBO, diagnostics) under NVIL (the single-sample ELBO, what NVIL climbs); wake-sleep's loss otherwise."""
+        if self.estimator == "nvil":
+            _, diagnostics, _ = self.nvil_step(x, seed)
+            return -diagnostics["elbo"], diagnostics
+        return super().objective(x, seed)
+
+    def compile(self, optimizer="adam", baseline_optimizer="adam", **kwargs):
+        """Like `LatentVariableModel.compile`, plus the optimizer of NVIL's baseline network (the GAN-guide pattern).
+
+        `optimizer` updates the generative and recognition parameters; `baseline_optimizer` (default Adam 1e-3)
+        updates the baseline network C(x).
+        """
+        if isinstance(baseline_optimizer, str) and baseline_optimizer == "adam":
+            baseline_optimizer = keras.optimizers.Adam(1e-3)
+        self.baseline_optimizer = keras.optimizers.get(baseline_optimizer)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        """The compile arguments, with the fused `steps_per_execution` and the baseline optimizer, for `.keras`."""
+        config = super().get_compile_config()
+        if config is None:
+            return None
+        config = dict(config)
+        config["steps_per_execution"] = self._fused_steps
+        if self.baseline_optimizer is not None:
+            config["baseline_optimizer"] = keras.optimizers.serialize(self.baseline_optimizer)
+        return config
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model (both optimizers) so that its saved optimizer state can be restored."""
+        config = keras.saving.deserialize_keras_object(config)
+        baseline_optimizer = config.pop("baseline_optimizer", "adam")
+        if isinstance(baseline_optimizer, dict):
+            baseline_optimizer = keras.optimizers.deserialize(baseline_optimizer)
+        self.compile(baseline_optimizer=baseline_optimizer, **config)
+        if self.built:
+            self._build_optimizers()
+
+    def _build_optimizers(self):
+        with self.distribute_strategy.scope():
+            # The model optimizer holds slots for the model's variables only; the baseline has its own optimizer.
+            if not self.optimizer.built:
+                self.optimizer.build(self.model_variables)
+            if self.baseline_optimizer is not None and not self.baseline_optimizer.built and self.baseline_variables:
+                self.baseline_optimizer.build(self.baseline_variables)
+
+    def _build_for_training(self):
+        if getattr(self, "optimizer", None) is None:
+            raise RuntimeError(f"{type(self).__name__}: call compile() before fit() or evaluate()")
+        if self.distribute_strategy.num_replicas_in_sync > 1 and self.jit_compile:
+            # An XLA cluster cannot reach the variables that MirroredStrategy places on the other devices.
+            warnings.warn("jit_compile is not supported under a multi-replica tf.distribute strategy; "  # noqa: B028
+                          "training without XLA")
+            self.jit_compile = False
+            self.train_function = self.test_function = None
+        with self.distribute_strategy.scope():
+            if not self.built:
+                self.build((None, self.event_size))
+            self._build_optimizers()
+            super()._build_for_training()
+
+    def fused_dataset(self, x, batch_size: int, shuffle: bool = True):
+        """The base class's fused stream, but one update per step under a multi-replica strategy.
+
+        Cross-replica synchronisation (gradient all-reduce in `optimizer.apply`, NVIL's statistics) inside the
+        fused `tf.while_loop` is a `merge_call` in control flow, which `MirroredStrategy` does not support.
+        """
+        if self.distribute_strategy.num_replicas_in_sync == 1:
+            return super().fused_dataset(x, batch_size, shuffle)
+        fused, self._fused_steps = self._fused_steps, 1
+        try:
+            return super().fused_dataset(x, batch_size, shuffle)
+        finally:
+            self._fused_steps = fused
+
+    def train_update(self, x):
+        """One update: NVIL (model optimizer on theta and phi, baseline optimizer on C) or wake-sleep."""
+        model_variables = self.model_variables
+        if self.estimator != "nvil":
+            with tf.GradientTape() as tape:
+                loss, diagnostics = self.objective(x, self._step_seed())
+                total = loss + self.weight_penalty()
+                scaled = total / self._num_replicas()
+            self.optimizer.apply(tape.gradient(scaled, model_variables), model_variables)
+            return {"loss": total, **diagnostics}
+        baseline_variables = self.baseline_variables
+        with tf.GradientTape() as tape:
+            losses, diagnostics, new_state = self.nvil_step(x, self._step_seed())
+            penalty = self.weight_penalty()
+            total = losses["model"] + losses["recognition"] + penalty + losses["baseline"]
+            scaled = total / self._num_replicas()
+        grads = tape.gradient(scaled, model_variables + baseline_variables)
+        self.optimizer.apply(grads[: len(model_variables)], model_variables)
+        if baseline_variables:
+            if self.baseline_optimizer is None:
+                raise RuntimeError("compile the model first: the baseline network needs baseline_optimizer")
+            self.baseline_optimizer.apply(grads[len(model_variables):], baseline_variables)
+        self.signal_mean.assign(new_state.mean)
+        self.signal_variance.assign(new_state.variance)
+        return {"loss": penalty - diagnostics["elbo"], **diagnostics}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_sizes": list(self._latent_sizes),
+            "autoregressive_prior": self.autoregressive_prior,
+            "autoregressive_visible": self.autoregressive_visible,
+            "autoregressive_posterior": self.autoregressive_posterior,
+            "recognition_hidden_size": self.recognition_hidden_size,
+            "baseline_hidden_size": self.baseline_hidden_size,
+            "centering": self.centering,
+            "input_dependent_baseline": self.input_dependent_baseline,
+            "variance_normalization": self.variance_normalization,
+            "local_signals": self.local_signals,
+            "signal_decay": self.signal_decay,
+            "document_length": self.document_length,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exact answers for tiny models (tests, teaching): enumerate every latent configuration.
+
+
+def latent_configurations(latent_sizes, max_bits: int = 20):
+    """Every joint configuration of the latent layers: a list of float32 [2^n, size_l] tensors, n = sum of sizes."""
+    total = int(sum(latent_sizes))
+    if total > max_bits:
+        raise ValueError(f"enumeration needs at most {max_bits} latent bits; this model has {total}")
+    codes = tf.range(2**total)[:, None]
+    bits = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(codes, tf.range(total)[None, :]), 1), tf.float32)
+    return tf.split(bits, list(latent_sizes), axis=1)
+
+
+def exact_log_joint_table(model: SBN, x):
+    """(log p(x, h), log q(h | x)) for every configuration h, each [2^n, B]."""
+    h = [t[:, None, :] for t in latent_configurations(model.latent_sizes)]
+    x = tf.convert_to_tensor(x, tf.float32)
+    return model.log_joint(x, h), model.recognition_log_prob(x, h)
+
+
+def exact_log_likelihood(model: SBN, x):
+    """log p(x) = log sum_h p(x, h) by enumeration, [B] (tiny models only)."""
+    log_joint, _ = exact_log_joint_table(model, x)
+    return tf.reduce_logsumexp(log_joint, axis=0)
+
+
+def exact_elbo(model: SBN, x):
+    """ELBO(x) = sum_h q(h | x) (log p(x, h) - log q(h | x)) by enumeration, [B]; differentiable."""
+    log_joint, log_q = exact_log_joint_table(model, x)
+    return tf.reduce_sum(tf.exp(log_q) * (log_joint - log_q), axis=0)

@@ -1,0 +1,276 @@
+"""Run folders: train a model from a plain-data recipe, checkpoint atomically, resume, evaluate.
+
+A run folder holds `config.json`, `checkpoints/{last,best}.weights.h5` with `state.json`, `history.csv`,
+TensorBoard `logs/`, `metrics.json` and plots. Training again on the same folder resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfrecog import data as data_lib
+from tfrecog import io
+from tfrecog._tf import keras
+
+__all__ = ["FAMILIES", "default_config", "build_model", "train", "load_run", "evaluate_run", "RunError"]
+
+
+class RunError(ValueError):
+    """A run folder is missing or incomplete; the message names what was expected."""
+
+
+# Family name -> (class name in tfrecog.models, constructor defaults).
+FAMILIES = {
+    "vae": ("VAE", {}),
+    "sbn": ("SBN", {}),
+    "fdarn": ("SBN", {"autoregressive_prior": True, "autoregressive_visible": True}),
+    "dlgm": ("DLGM", {}),
+}
+
+# Dataset -> (likelihood, default model settings) used when a recipe does not say.
+DATASET_DEFAULTS = {
+    "binarized_mnist": {"likelihood": "bernoulli"},
+    "mnist5k": {"likelihood": "bernoulli"},
+    "mnist": {"likelihood": "bernoulli"},
+    "frey_faces": {"likelihood": "gaussian"},
+    "20news": {"likelihood": "categorical"},
+}
+
+VALID_SPLIT = {"binarized_mnist": "valid", "frey_faces": "valid", "20news": "valid", "mnist5k": None, "mnist": None}
+
+
+def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET, **overrides) -> dict:
+    """A complete training recipe as plain data; `overrides` replace top-level keys, `model` is merged."""
+    if family not in FAMILIES:
+        raise RunError(f"unknown model family {family!r}: expected one of {', '.join(FAMILIES)}")
+    model = {**FAMILIES[family][1], **DATASET_DEFAULTS.get(dataset, {})}
+    config = {
+        "family": family,
+        "model": model,
+        "dataset": dataset,
+        "binarize": None,
+        "train_split": "train",
+        "valid_split": VALID_SPLIT.get(dataset),
+        "test_split": "test",
+        "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}},
+        "batch_size": 100,
+        "epochs": 10,
+        "seed": 0,
+        "steps_per_execution": 50,
+        "jit_compile": True,
+        "checkpoint_every_seconds": 60,
+        "max_seconds": None,
+    }
+    for key, value in overrides.items():
+        if key == "model":
+            config["model"].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+def _model_class(family: str):
+    from tfrecog import models
+
+    name = FAMILIES[family][0]
+    if not hasattr(models, name):
+        raise RunError(f"model family {family!r} ({name}) is not available in this version of tfrecog")
+    return getattr(models, name)
+
+
+def build_model(config: dict, event_size: int):
+    """Instantiates the recipe's model for data of `event_size` features."""
+    family = config["family"]
+    if family not in FAMILIES:
+        raise RunError(f"unknown model family {family!r}: expected one of {', '.join(FAMILIES)}")
+    kwargs = dict(config["model"])
+    kwargs.setdefault("event_size", event_size)
+    kwargs.setdefault("seed", config.get("seed", 0))
+    if kwargs["event_size"] != event_size:
+        raise RunError(f"recipe says event_size={kwargs['event_size']} but the dataset has {event_size} features")
+    return _model_class(family)(**kwargs)
+
+
+def _compile(model, config):
+    optimizer = keras.optimizers.get(copy.deepcopy(config["optimizer"]))
+    kwargs = {}
+    if "baseline_optimizer" in config:
+        kwargs["baseline_optimizer"] = keras.optimizers.get(copy.deepcopy(config["baseline_optimizer"]))
+    model.compile(optimizer=optimizer, jit_compile=config.get("jit_compile", True),
+                  steps_per_execution=config.get("steps_per_execution", 50), **kwargs)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves `last` (and `best` by validation ELBO) weights with optimizer state, atomically, at most every
+    `every_seconds` and at the end; keeps the epoch count and the accumulated wall time in `state.json`;
+    stops training once `max_seconds` of this call have passed."""
+
+    def __init__(self, run_dir: Path, state: dict, every_seconds: float = 60, max_seconds: float | None = None):
+        super().__init__()
+        self.dir = Path(run_dir) / "checkpoints"
+        self.state = state
+        self.every_seconds = every_seconds
+        self.max_seconds = max_seconds
+        self._start = time.time()
+        self._last_save = time.time()
+        self._wall_at_start = float(state.get("wall_seconds", 0.0))
+        self._epoch = state.get("epoch", 0)
+
+    def _save(self, logs):
+        self.state["epoch"] = self._epoch
+        self.state["wall_seconds"] = self._wall_at_start + (time.time() - self._start)
+        self.state["updates"] = int(self.model.optimizer.iterations.numpy())
+        io.save_weights(self.model, self.dir / "last.weights.h5")
+        val = (logs or {}).get("val_elbo")
+        if val is not None and np.isfinite(val) and val > self.state.get("best_val_elbo", -np.inf):
+            self.state["best_val_elbo"] = float(val)
+            self.state["best_epoch"] = self._epoch
+            io.save_weights(self.model, self.dir / "best.weights.h5")
+        io.write_json(self.dir / "state.json", self.state)
+        self._last_save = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        logs = logs or {}
+        over = self.max_seconds is not None and time.time() - self._start >= self.max_seconds
+        val = logs.get("val_elbo")
+        improved = val is not None and val > self.state.get("best_val_elbo", -np.inf)
+        if over or improved or time.time() - self._last_save >= self.every_seconds:
+            self._save(logs)
+        if over:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.state.get("epoch") != self._epoch or not (self.dir / "last.weights.h5").exists():
+            self._save({})
+
+
+def _load_split(config, split, data_dir):
+    if split is None:
+        return None
+    return data_lib.load(config["dataset"], split, data_dir=data_dir, binarize=config.get("binarize"))
+
+
+def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto", epochs: int | None = None,
+          max_seconds: float | None = None, callbacks=None):
+    """Trains the recipe `config` into `run_dir`, or resumes the run already there.
+
+    Resuming reads the folder's own `config.json` (a new `config` must be None or identical in everything but
+    `epochs`), restores weights and optimizer state from `checkpoints/last.weights.h5` and continues from the
+    recorded epoch. `epochs` (the total to reach) and `max_seconds` (a budget for this call) override the recipe;
+    `callbacks` are added to the run's own (checkpoints, history.csv, TensorBoard).
+
+    Returns `(model, state)` where `state` holds the epoch count, updates and accumulated wall time.
+    """
+    if run_dir is None:
+        raise RunError("train needs a run folder (run_dir)")
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        saved = io.read_json(config_path)
+        if config is not None:
+            differ = [k for k in config if k not in ("epochs", "max_seconds") and config[k] != saved.get(k)]
+            if differ:
+                raise RunError(f"run folder {run_dir} holds a different recipe (keys {', '.join(differ)}); "
+                               "use a new folder or omit the recipe to resume")
+        config = saved
+    elif config is None:
+        raise RunError(f"run folder {run_dir} has no config.json; give a recipe to start a new run")
+    config = copy.deepcopy(config)
+    if epochs is not None:
+        config["epochs"] = int(epochs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(config_path, config)
+
+    train_split = _load_split(config, config["train_split"], data_dir)
+    valid_split = _load_split(config, config.get("valid_split"), data_dir)
+    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    model = build_model(config, train_split.event_size)
+    _compile(model, config)
+    model._build_for_training()
+
+    state_path = run_dir / "checkpoints" / "state.json"
+    state = io.read_json(state_path) if state_path.exists() else {"epoch": 0, "wall_seconds": 0.0}
+    last = run_dir / "checkpoints" / "last.weights.h5"
+    if last.exists():
+        model.load_weights(str(last))
+    if state["epoch"] >= config["epochs"]:
+        return model, state
+
+    budget = max_seconds if max_seconds is not None else config.get("max_seconds")
+    callbacks = [
+        RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        *(callbacks or []),
+    ]
+    x = train_split.x
+    validation = valid_split.x if valid_split is not None else None
+    if train_split.dynamic_binarization:
+        model.set_num_train_examples(len(train_split))
+        x = train_split.as_dataset(config["batch_size"], shuffle=True, seed=config.get("seed", 0))
+        if validation is not None:
+            validation = valid_split.as_dataset(config["batch_size"], seed=1)
+    elif validation is not None:
+        validation = (validation,)
+    model.fit(x, batch_size=config["batch_size"], epochs=config["epochs"], initial_epoch=state["epoch"],
+              validation_data=validation, callbacks=callbacks, verbose=verbose)
+    return model, state
+
+
+def load_run(run_dir, which: str = "best"):
+    """The model of a run folder with its `best` (falling back to `last`) or `last` weights."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise RunError(f"{run_dir} is not a run folder: expected {run_dir / 'config.json'} (made by `tfrecog train`)")
+    config = io.read_json(run_dir / "config.json")
+    candidates = ["best", "last"] if which == "best" else [which]
+    for name in candidates:
+        path = run_dir / "checkpoints" / f"{name}.weights.h5"
+        if path.exists():
+            break
+    else:
+        raise RunError(f"run folder {run_dir} has no checkpoint: expected checkpoints/{which}.weights.h5")
+    event_size = config["model"].get("event_size") or _load_split(config, config["test_split"], None).event_size
+    model = build_model(config, event_size)
+    _compile(model, config)
+    model._build_for_training()
+    model.load_weights(str(path))
+    return model, config
+
+
+def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_dir=None, batch_size: int = 100,
+                 which: str = "best", limit: int | None = None, seed: int = 0, progress: bool = True):
+    """Importance-sampled log-likelihood of a run's model on a split; merged into the folder's `metrics.json`."""
+    from tfrecog.evaluate import log_likelihood
+
+    run_dir = Path(run_dir)
+    model, config = load_run(run_dir, which)
+    split = split or config["test_split"]
+    data = _load_split(config, split, data_dir)
+    x = data.x if limit is None else data.x[:limit]
+    if data.dynamic_binarization:
+        x = (np.random.default_rng(seed).random(x.shape) < x).astype(np.float32)
+    t0 = time.time()
+    result = log_likelihood(model, x, samples=samples, batch_size=batch_size, seed=seed, progress=progress)
+    metrics_path = run_dir / "metrics.json"
+    metrics = io.read_json(metrics_path) if metrics_path.exists() else {}
+    metrics[f"{split}_K{samples}" + ("" if limit is None else f"_n{limit}")] = {
+        **result.as_dict(),
+        "split": split,
+        "weights": which,
+        "seconds": round(time.time() - t0, 1),
+        "dataset": config["dataset"],
+        "binarize": config.get("binarize"),
+    }
+    io.write_json(metrics_path, metrics)
+    return result
+
+
+def epochs_for_updates(updates: int, num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(updates * batch_size / num_examples))
