@@ -315,7 +315,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
 def test_mirrored_strategy_on_two_logical_cpus():
     """Two logical CPU devices must be configured before TensorFlow initialises, hence a fresh interpreter.
 
-    jit_compile=True is asked for: the model falls back to no XLA under a multi-replica strategy (with a warning).
+    jit_compile=True is asked for; on CPU devices the base class compiles without XLA under a multi-replica
+    strategy (XLA cannot place variables mirrored on other devices).
     """
     jit = True
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -189,6 +189,10 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
 
     train_split = _load_split(config, config["train_split"], data_dir)
     valid_split = _load_split(config, config.get("valid_split"), data_dir)
+    if config["model"].get("event_size") is None:
+        # Recorded so that loading the run later (evaluate, export) needs no data.
+        config["model"]["event_size"] = train_split.event_size
+        io.write_json(config_path, config)
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     model = build_model(config, train_split.event_size)
     _compile(model, config)

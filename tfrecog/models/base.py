@@ -287,17 +287,16 @@ class LatentVariableModel(keras.Model):
         if isinstance(optimizer, str) and optimizer == "adam":
             optimizer = keras.optimizers.Adam(1e-3)
         steps = max(1, int(steps_per_execution))
-        keras_steps = 1
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
             # Cross-replica gradient merges cannot run inside the fused while loop, and Keras's own multi-step loop
             # failed under MirroredStrategy here (an unfed placeholder in its while/cond), so a multi-replica run
             # makes one update per call. XLA over several CPU devices fails to place the optimizer's step counter,
             # so it is kept for accelerators only.
-            steps, keras_steps = 1, 1
+            steps = 1
             if not tf.config.list_logical_devices("GPU"):
                 jit_compile = False
         self._fused_steps = steps
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=keras_steps, **kwargs)
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=1, **kwargs)
 
     def get_compile_config(self):
         config = super().get_compile_config()

@@ -147,24 +147,6 @@ class DLGM(LatentVariableModel):
             for layer, k in enumerate(sizes)
         ]
 
-    def _build_for_training(self):
-        # The base class builds weights and optimizer slots outside any strategy scope; under tf.distribute they
-        # must be created in the scope the model was made in, or fit fails ("Need to be inside strategy.scope()").
-        with self.distribute_strategy.scope():
-            super()._build_for_training()
-
-    def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        num_updates = getattr(self, "_fused_mode", None) or (x.shape[1] if x.shape.rank == 3 else 1)
-        if num_updates > 1 and self._num_replicas() > 1:
-            # tf.distribute cannot all-reduce gradients inside a tf.while_loop body (merge_call in control flow),
-            # so with several replicas the S fused updates are unrolled into straight-line graph code instead.
-            x = tf.ensure_shape(tf.cast(x, tf.float32), [None, num_updates, self.event_size])
-            for s in range(num_updates):
-                self._update_trackers(self.train_update(x[:, s]))
-            return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
-        return super().train_step(data)
-
     # -- structure ----------------------------------------------------------------------------------------------
 
     @property

@@ -4,8 +4,6 @@ optionally autoregressive within a layer, trained by NVIL (two optimizers: model
 
 from __future__ import annotations
 
-import warnings
-
 from tfrecog._tf import keras, tf, tfd, tfp
 from tfrecog.estimators.nvil import NVILState, nvil
 from tfrecog.layers.masked import MaskedDense
@@ -518,25 +516,11 @@ class SBN(LatentVariableModel):
         super().compile(optimizer=optimizer, **kwargs)
 
     def get_compile_config(self):
-        """The compile arguments, with the fused `steps_per_execution` and the baseline optimizer, for `.keras`."""
+        """The base class's compile arguments plus the baseline optimizer, so `.keras` files restore both."""
         config = super().get_compile_config()
-        if config is None:
-            return None
-        config = dict(config)
-        config["steps_per_execution"] = self._fused_steps
-        if self.baseline_optimizer is not None:
-            config["baseline_optimizer"] = keras.optimizers.serialize(self.baseline_optimizer)
+        if config is not None and self.baseline_optimizer is not None:
+            config = {**config, "baseline_optimizer": keras.optimizers.serialize(self.baseline_optimizer)}
         return config
-
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model (both optimizers) so that its saved optimizer state can be restored."""
-        config = keras.saving.deserialize_keras_object(config)
-        baseline_optimizer = config.pop("baseline_optimizer", "adam")
-        if isinstance(baseline_optimizer, dict):
-            baseline_optimizer = keras.optimizers.deserialize(baseline_optimizer)
-        self.compile(baseline_optimizer=baseline_optimizer, **config)
-        if self.built:
-            self._build_optimizers()
 
     def _build_optimizers(self):
         with self.distribute_strategy.scope():
@@ -549,31 +533,11 @@ class SBN(LatentVariableModel):
     def _build_for_training(self):
         if getattr(self, "optimizer", None) is None:
             raise RuntimeError(f"{type(self).__name__}: call compile() before fit() or evaluate()")
-        if self.distribute_strategy.num_replicas_in_sync > 1 and self.jit_compile:
-            # An XLA cluster cannot reach the variables that MirroredStrategy places on the other devices.
-            warnings.warn("jit_compile is not supported under a multi-replica tf.distribute strategy; "  # noqa: B028
-                          "training without XLA")
-            self.jit_compile = False
-            self.train_function = self.test_function = None
         with self.distribute_strategy.scope():
             if not self.built:
                 self.build((None, self.event_size))
             self._build_optimizers()
             super()._build_for_training()
-
-    def fused_dataset(self, x, batch_size: int, shuffle: bool = True):
-        """The base class's fused stream, but one update per step under a multi-replica strategy.
-
-        Cross-replica synchronisation (gradient all-reduce in `optimizer.apply`, NVIL's statistics) inside the
-        fused `tf.while_loop` is a `merge_call` in control flow, which `MirroredStrategy` does not support.
-        """
-        if self.distribute_strategy.num_replicas_in_sync == 1:
-            return super().fused_dataset(x, batch_size, shuffle)
-        fused, self._fused_steps = self._fused_steps, 1
-        try:
-            return super().fused_dataset(x, batch_size, shuffle)
-        finally:
-            self._fused_steps = fused
 
     def train_update(self, x):
         """One update: NVIL (model optimizer on theta and phi, baseline optimizer on C) or wake-sleep."""
