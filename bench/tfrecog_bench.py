@@ -1,0 +1,89 @@
+"""tfrecog's side of the benchmark suite: the models as a user builds them, trained by `fit` on arrays (the fused XLA
+loop of `compile()`'s defaults) and evaluated by `tfrecog.evaluate.log_likelihood`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from common import (BATCH_SIZE, EVENT_SIZE, LEARNING_RATE, NVIL_DECAY, REPO, ROWS_PER_CHUNK, SBN_BASELINE_HIDDEN,
+                    SBN_LAYERS, VAE_HIDDEN, VAE_LATENT, Candidate)
+
+try:
+    import tfrecog  # noqa: F401
+except ImportError:  # a source checkout
+    sys.path.insert(0, str(REPO))
+
+
+def vae():
+    """VAE 784-500-20 (tanh), Bernoulli decoder, SGVB estimator B (analytic KL), one sample."""
+    from tfrecog.models import VAE
+
+    return VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
+
+
+def sbn():
+    """SBN 200-200-200 with affine conditionals, NVIL with every variance-reduction technique (the defaults)."""
+    from tfrecog.models import SBN
+
+    return SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
+               signal_decay=NVIL_DECAY, seed=0)
+
+
+def dlgm():
+    """DLGM with one layer of 50 latents, rank-one recognition covariance, 200 tanh hidden units both ways."""
+    from tfrecog.models import DLGM
+
+    return DLGM(EVENT_SIZE, latent_sizes=(50,), hidden_sizes=(200,), recognition_hidden_sizes=(200,),
+                covariance="rank_one", seed=0)
+
+
+MODELS = {"vae": vae, "sbn": sbn, "dlgm": dlgm}
+
+
+def compiled(model, steps_per_execution: int = 50, jit_compile: bool = True):
+    from tfrecog._tf import keras
+
+    kwargs = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
+    if hasattr(model, "baseline_optimizer"):
+        kwargs["baseline_optimizer"] = keras.optimizers.Adam(LEARNING_RATE)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), **kwargs)
+    return model
+
+
+def training_candidate(name: str, model_name: str, x, steps_per_execution: int = 50, jit_compile: bool = True,
+                       model=None, note: str = ""):
+    """A unit is one epoch over x (shuffled, minibatches of 100); `run(n)` is `model.fit(x, epochs=n)`."""
+    model = compiled(model if model is not None else MODELS[model_name](), steps_per_execution, jit_compile)
+
+    def run(epochs):
+        model.fit(x, batch_size=BATCH_SIZE, epochs=int(epochs), verbose=0, shuffle=True)
+
+    return Candidate(name, run, len(x), note)
+
+
+def evaluation_candidate(name: str, model_name: str, x, samples: int, rows_per_chunk: int = ROWS_PER_CHUNK,
+                         batch_size: int = BATCH_SIZE, model=None, note: str = ""):
+    """A unit is `log_likelihood(model, x, samples=K)` over the test points x."""
+    from tfrecog.evaluate import log_likelihood
+
+    model = model if model is not None else MODELS[model_name]()
+    model.build((None, EVENT_SIZE))
+    counter = [0]
+
+    def run(units):
+        for _ in range(int(units)):
+            counter[0] += 1
+            log_likelihood(model, x, samples=samples, batch_size=batch_size, rows_per_chunk=rows_per_chunk,
+                           seed=counter[0])
+
+    return Candidate(name, run, len(x), note)
+
+
+def memory_work(model_name: str, samples: int, x):
+    """For the memory probe: the IS evaluation of a fresh model, compilation included."""
+    from tfrecog.evaluate import log_likelihood
+
+    model = MODELS[model_name]()
+    model.build((None, EVENT_SIZE))
+    return lambda: log_likelihood(model, x, samples=samples, batch_size=BATCH_SIZE, rows_per_chunk=ROWS_PER_CHUNK)

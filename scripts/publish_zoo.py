@@ -1,0 +1,33 @@
+"""Publish (or refresh) a zoo card and its compact weights from a run folder. Maintainers' tool.
+
+Usage: python scripts/publish_zoo.py RUN_DIR NAME [--samples 5000] [--description ...]
+"""
+
+import argparse
+import json
+
+from tfrecog import zoo
+
+PAPERS = {
+    "vae-bmnist": {"reference": "Kingma & Welling 2014 (AEVB), 500 tanh hidden, 20 latents",
+                   "test_nll": None, "note": "the paper reports lower-bound curves, not a test NLL"},
+    "vae-bmnist-2d": {"reference": "Kingma & Welling 2014, Figure 4 (2-D latent manifold)", "test_nll": None},
+    "vae-frey": {"reference": "Kingma & Welling 2014, Frey faces, 200 hidden", "test_nll": None},
+    "sbn-bmnist-200-200-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200-200, NVIL", "test_nll": 96.7},
+    "sbn-bmnist-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200, NVIL", "test_nll": 113.1},
+    "fdarn-bmnist-500": {"reference": "Mnih & Gregor 2014, Table 1, fDARN 500, NVIL", "test_nll": 90.7},
+    "dlgm-bmnist-diag": {"reference": "Rezende et al. 2014, Table 2, DLGM diagonal", "test_nll": 87.30},
+    "dlgm-bmnist-rank1": {"reference": "Rezende et al. 2014, Table 2, DLGM rank-one", "test_nll": 86.60},
+}
+
+parser = argparse.ArgumentParser()
+parser.add_argument("run")
+parser.add_argument("name")
+parser.add_argument("--samples", type=int, default=5000)
+parser.add_argument("--description", default="")
+parser.add_argument("--data-dir")
+parser.add_argument("--no-evaluate", action="store_true")
+args = parser.parse_args()
+path = zoo.publish(args.run, args.name, description=args.description, paper=PAPERS.get(args.name),
+                   samples=args.samples, data_dir=args.data_dir, evaluate=not args.no_evaluate)
+print(json.dumps(json.loads(open(path).read())["metrics"], indent=2))

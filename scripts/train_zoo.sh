@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The exact commands that train the zoo's models. Each is resumable: run it again and it continues from the run
+# folder's last checkpoint. Usage: scripts/train_zoo.sh NAME [extra tfrecog train flags, e.g. --max-seconds 3600]
+set -euo pipefail
+name=$1; shift
+data=${TFRECOG_DATA_DIR:-../shared/data}
+case "$name" in
+  vae-bmnist)
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist --epochs 3000 \
+      --hidden 500 --latent-size 20 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  vae-bmnist-wake-sleep)
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist-wake-sleep --epochs 3000 \
+      --hidden 500 --latent-size 20 --activation tanh --estimator wake_sleep --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  vae-bmnist-2d)
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist-2d --epochs 300 \
+      --hidden 500 --latent-size 2 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  vae-frey)
+    tfrecog train vae --dataset frey_faces --data-dir "$data" --run runs/vae-frey --epochs 3000 \
+      --hidden 200 --latent-size 10 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  *) echo "unknown zoo entry $name" >&2; exit 2 ;;
+esac

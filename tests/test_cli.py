@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+
+from tfrecog import cli
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tfrecog", *args], capture_output=True, text=True, timeout=600,
+                          env=env)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "quickstart", "impute", "export", "zoo"])
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tfrecog" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TFRECOG_DATA_DIR", raising=False)
+    cases = [
+        (["evaluate", str(tmp_path / "missing")], "does not exist"),
+        (["train", "vae", "--dataset", "nonsense", "--run", str(tmp_path / "r")], "unknown dataset 'nonsense'"),
+        (["train", "vae", "--dataset", "binarized_mnist", "--run", str(tmp_path / "r2")], "files not found"),
+        (["sample", "no-such-model"], "no zoo model named"),
+    ]
+    for argv, expected in cases:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err
+
+
+def test_train_sample_evaluate_export_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli("train", "vae", "--run", str(run), "--epochs", "2", "--latent-size", "2", "--hidden", "32",
+                  "--verbose", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "curves.png").exists()
+    out = run_cli("train", "vae", "--run", str(run), "--epochs", "3", "--verbose", "0")
+    assert out.returncode == 0 and "resuming" in out.stdout
+    out = run_cli("evaluate", str(run), "--samples", "10", "--limit", "100")
+    assert out.returncode == 0 and "log p(x)" in out.stdout, out.stderr[-2000:]
+    out = run_cli("sample", str(run), "--num", "16", "--out", str(tmp_path / "s.png"))
+    assert out.returncode == 0 and (tmp_path / "s.png").exists()
+    out = run_cli("export", str(run), "--format", "onnx", "--out", str(tmp_path / "enc.onnx"))
+    assert out.returncode == 0 and (tmp_path / "enc.onnx").exists(), out.stderr[-2000:]
+    out = run_cli("impute", str(run), "--missing", "square:10", "--steps", "5", "--num", "4",
+                  "--out", str(tmp_path / "imp.png"))
+    assert out.returncode == 0 and (tmp_path / "imp.png").exists(), out.stderr[-2000:]
