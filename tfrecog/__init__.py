@@ -6,8 +6,19 @@ Keras 3 models on TensorFlow with TFP distributions, a zoo of pretrained models 
 __version__ = "0.1.0"
 
 from tfrecog import _tf  # noqa: F401  (sets the Keras backend before anything else imports Keras)
-from tfrecog import data, estimators, evaluate, models  # noqa: E402
+from tfrecog import data, estimators, evaluate, io, models, training, zoo  # noqa: E402
 from tfrecog.evaluate import log_likelihood  # noqa: E402
-from tfrecog.models import VAE, LatentVariableModel  # noqa: E402
+from tfrecog.impute import impute  # noqa: E402
+from tfrecog.models import DLGM, SBN, VAE, LatentVariableModel  # noqa: E402
 
-__all__ = ["VAE", "LatentVariableModel", "data", "estimators", "evaluate", "log_likelihood", "models"]
+__all__ = ["DLGM", "SBN", "VAE", "LatentVariableModel", "data", "estimators", "evaluate", "export", "impute",
+           "io", "log_likelihood", "models", "training", "zoo"]
+
+
+def __getattr__(name):
+    # tf2onnx is slow to import: `tfrecog.export` loads on first use.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("tfrecog.export")
+    raise AttributeError(f"module 'tfrecog' has no attribute {name!r}")

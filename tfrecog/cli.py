@@ -98,11 +98,11 @@ def cmd_quickstart(args):
 
 
 def cmd_impute(args):
-    from tfrecog import impute as impute_lib
+    from tfrecog import data as data_lib
     from tfrecog import plots
+    from tfrecog.impute import imputation_error, impute, missing_at_random, missing_square, plot_imputation
 
     model, config, label = _load(args.run)
-    from tfrecog import data as data_lib
 
     split = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,
                           binarize=config.get("binarize"))
@@ -110,14 +110,14 @@ def cmd_impute(args):
     shape = plots.image_shape_for(config["dataset"], model.event_size)
     kind, _, value = args.missing.partition(":")
     if kind == "mar":
-        mask = impute_lib.missing_at_random(x.shape, float(value or 0.6), seed=args.seed)
+        mask = missing_at_random(x.shape, float(value or 0.6), seed=args.seed)
     elif kind == "square":
-        mask = impute_lib.missing_square(shape, int(value or 14), num_examples=len(x), seed=args.seed)
+        mask = missing_square(shape, int(value or 14), num_examples=len(x), seed=args.seed)
     else:
         raise ValueError(f"--missing must be mar:FRACTION or square:SIZE; got {args.missing!r}")
-    chain = impute_lib.impute(model, x, mask, steps=args.steps, seed=args.seed)
-    impute_lib.plot_imputation(x, mask, chain, shape, args.out)
-    errors = impute_lib.imputation_error(chain, x, mask)
+    chain = impute(model, x, mask, steps=args.steps, seed=args.seed)
+    plot_imputation(x, mask, chain, shape, args.out)
+    errors = imputation_error(chain, x, mask)
     print(f"imputation error (mean squared, missing entries) by iteration: first {errors[0]:.4f}, last {errors[-1]:.4f}")
     print(f"wrote {args.out}")
 

@@ -4,6 +4,7 @@ Networks know nothing of estimators; a model's training step picks one by name f
 """
 
 from tfrecog.estimators.iwae import iwae
+from tfrecog.estimators.nvil import NVILState, nvil
 from tfrecog.estimators.sgvb import sgvb
 from tfrecog.estimators.wake_sleep import wake_sleep
 
@@ -22,7 +23,5 @@ def get(name: str):
     return ESTIMATORS[name]
 
 
-__all__ = ["ESTIMATORS", "get", "iwae", "sgvb", "wake_sleep"]
-from tfrecog.estimators.nvil import NVILState, nvil  # noqa: E402
-
-__all__ += ["NVILState", "nvil"]
+# NVIL carries running statistics and a baseline network, so the SBN's own training step calls `nvil` directly.
+__all__ = ["ESTIMATORS", "NVILState", "get", "iwae", "nvil", "sgvb", "wake_sleep"]

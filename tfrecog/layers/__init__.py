@@ -1,15 +1,17 @@
-"""Shared building blocks: MLPs and, for the autoregressive families, masked dense layers."""
+"""Shared building blocks: MLPs, masked (autoregressive) dense layers, the rank-one Gaussian head."""
 
-from tfrecog.layers.mlp import MLP
-
-__all__ = ["MLP"]
-from tfrecog.layers.gaussian import (  # noqa: E402
+from tfrecog.layers.gaussian import (
     GaussianHead,
     LinearOperatorRankOnePrecisionSqrt,
     MultivariateNormalRankOnePrecision,
 )
+from tfrecog.layers.masked import MaskedDense
+from tfrecog.layers.mlp import MLP
 
-__all__ += ["GaussianHead", "LinearOperatorRankOnePrecisionSqrt", "MultivariateNormalRankOnePrecision"]
-from tfrecog.layers.masked import MaskedDense  # noqa: E402
-
-__all__ += ["MaskedDense"]
+__all__ = [
+    "MLP",
+    "GaussianHead",
+    "LinearOperatorRankOnePrecisionSqrt",
+    "MaskedDense",
+    "MultivariateNormalRankOnePrecision",
+]
