@@ -17,5 +17,19 @@ case "$name" in
   vae-frey)
     tfrecog train vae --dataset frey_faces --data-dir "$data" --run runs/vae-frey --epochs 3000 \
       --hidden 200 --latent-size 10 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  sbn-bmnist-200-200-200)
+    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run runs/sbn-bmnist-200-200-200 --epochs 3000 \
+      --set latent_sizes=[200,200,200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  fdarn-bmnist-500)
+    tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run runs/fdarn-bmnist-500 --epochs 3000 \
+      --set latent_sizes=[500] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  dlgm-bmnist-rank1)
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run runs/dlgm-bmnist-rank1 --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=rank_one --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag)
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run runs/dlgm-bmnist-diag --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   *) echo "unknown zoo entry $name" >&2; exit 2 ;;
 esac

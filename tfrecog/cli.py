@@ -48,6 +48,10 @@ def cmd_train(args):
             overrides["epochs"] = args.epochs
         if args.binarize is not None:
             overrides["binarize"] = args.binarize
+        if args.baseline_lr is not None:
+            if args.family not in ("sbn", "fdarn"):
+                raise ValueError("--baseline-lr applies to NVIL-trained families (sbn, fdarn) only")
+            overrides["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": args.baseline_lr}}
         config = training.default_config(args.family, args.dataset, **overrides)
         training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
     from tfrecog import plots
@@ -169,6 +173,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", default="Adam")
+    p.add_argument("--baseline-lr", dest="baseline_lr", type=float, help="NVIL baseline network learning rate")
     p.add_argument("--latent-size", dest="latent_size", type=int)
     p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")
     p.add_argument("--activation")

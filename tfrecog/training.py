@@ -66,6 +66,9 @@ def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET,
         "checkpoint_every_seconds": 60,
         "max_seconds": None,
     }
+    if family in ("sbn", "fdarn"):
+        # NVIL's input-dependent baseline C(x) has an optimizer of its own.
+        config["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": 3e-3}}
     for key, value in overrides.items():
         if key == "model":
             config["model"].update(value)
