@@ -208,6 +208,9 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         model.load_weights(str(last))
     if state["epoch"] >= config["epochs"]:
         return model, state
+    commit = io.git_commit()
+    if not state.setdefault("commits", []) or state["commits"][-1] != commit:
+        state["commits"].append(commit)  # every commit whose code trained this run, oldest first
 
     budget = max_seconds if max_seconds is not None else config.get("max_seconds")
     callbacks = [
