@@ -201,7 +201,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                                     "command": f"tfrecog evaluate {run_dir} --samples {samples}"},
             "test_elbo": {"value": full.elbo, "stderr": full.elbo_stderr, "samples_per_example": samples},
             "check": {"value": check.log_likelihood, "stderr": check.stderr, "samples": check_samples,
-                      "num_examples": check_examples, "seed": 0},
+                      "num_examples": check.num_examples, "seed": 0},
         }
     card = {
         "name": name,
