@@ -30,6 +30,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "scikit-learn"],
         "runtime": ["onnxruntime", "numpy"],
+        "bench": ["torch==2.13.0", "jax", "jaxlib", "optax"],
     },
     entry_points={"console_scripts": ["tfrecog=tfrecog.cli:main"]},
 )

@@ -15,9 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from common import (BATCH_SIZE, EVENT_SIZE, LEARNING_RATE, NVIL_DECAY, ROWS_PER_CHUNK, SBN_BASELINE_HIDDEN,
-                    SBN_LAYERS, VAE_HIDDEN, VAE_LATENT, Candidate)
+from common import (
+    BATCH_SIZE,
+    EVENT_SIZE,
+    LEARNING_RATE,
+    NVIL_DECAY,
+    ROWS_PER_CHUNK,
+    SBN_BASELINE_HIDDEN,
+    SBN_LAYERS,
+    VAE_HIDDEN,
+    VAE_LATENT,
+    Candidate,
+)
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -226,16 +235,18 @@ def _model(model_name):
     return sbn_init(jax.random.PRNGKey(0)), sbn_log_weights
 
 
-def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int):
+def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, batch_size: int | None = None):
+    """A unit is the IS estimate over the test points x (batches of `batch_size`, default all of x)."""
+    batch_size = batch_size or len(x_numpy)
     params, log_weights = _model(model_name)
-    estimate = make_estimator(log_weights, samples)
+    estimate = make_estimator(log_weights, samples, batch_size)
     x = jnp.asarray(x_numpy)
     counter = [0]
 
     def run(units):
         for _ in range(int(units)):
             counter[0] += 1
-            log_likelihood(estimate, params, x, counter[0])
+            log_likelihood(estimate, params, x, counter[0], batch_size)
 
     return Candidate(name, run, len(x_numpy), "jax.jit per batch, lax.scan over chunks of K")
 

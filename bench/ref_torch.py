@@ -15,18 +15,27 @@ import os
 
 import torch
 import torch.nn.functional as F
+from common import (
+    BATCH_SIZE,
+    EVENT_SIZE,
+    LEARNING_RATE,
+    NVIL_DECAY,
+    ROWS_PER_CHUNK,
+    SBN_BASELINE_HIDDEN,
+    SBN_LAYERS,
+    VAE_HIDDEN,
+    VAE_LATENT,
+    Candidate,
+)
 from torch import nn
-
-from common import (BATCH_SIZE, EVENT_SIZE, LEARNING_RATE, NVIL_DECAY, ROWS_PER_CHUNK, SBN_BASELINE_HIDDEN,
-                    SBN_LAYERS, VAE_HIDDEN, VAE_LATENT, Candidate)
 
 torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def bernoulli_log_prob(logits, value):
-    """sum_d log Bernoulli(value_d; sigmoid(logits_d)) over the last axis."""
-    return -F.binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+    """sum_d log Bernoulli(value_d; sigmoid(logits_d)) over the last axis (value broadcast to the logits)."""
+    return -F.binary_cross_entropy_with_logits(logits, value.expand_as(logits), reduction="none").sum(-1)
 
 
 class VAE(nn.Module):
@@ -162,7 +171,10 @@ def log_likelihood(log_weights, x, samples: int, batch_size: int = BATCH_SIZE, r
     return torch.cat(results)
 
 
-def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, compile: bool = False):
+def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, compile: bool = False,
+                         batch_size: int | None = None):
+    """A unit is the IS estimate over the test points x (batches of `batch_size`, default all of x)."""
+    batch_size = batch_size or len(x_numpy)
     torch.manual_seed(0)
     model = MODELS[model_name]().eval()
     x = torch.from_numpy(x_numpy)
@@ -170,7 +182,7 @@ def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, comp
 
     def run(units):
         for _ in range(int(units)):
-            log_likelihood(log_weights, x, samples)
+            log_likelihood(log_weights, x, samples, batch_size)
 
     return Candidate(name, run, len(x), "torch.compile(log_weights)" if compile else "eager, inference_mode")
 

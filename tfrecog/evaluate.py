@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 import numpy as np
 
@@ -48,7 +49,21 @@ class LogLikelihood:
         )
 
 
+# Compiled estimators per model and settings: XLA compiles once per model, not once per call.
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _batch_estimator(model, batch_size: int, samples: int, chunk: int, jit_compile: bool):
+    key = (batch_size, samples, chunk, jit_compile)
+    per_model = _COMPILED.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = _make_batch_estimator(model, samples, chunk, jit_compile)
+    return per_model[key]
+
+
+def _make_batch_estimator(model, samples: int, chunk: int, jit_compile: bool):
+    model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    del model
     num_chunks = math.ceil(samples / chunk)
     last = samples - (num_chunks - 1) * chunk
 
@@ -57,7 +72,7 @@ def _batch_estimator(model, batch_size: int, samples: int, chunk: int, jit_compi
         seeds = tf.random.experimental.stateless_split(seed, num_chunks + 1)
 
         def body(i, running_max, running_sum, log_w_sum):
-            log_w = model.log_importance_weights(x, chunk, seeds[i])  # [chunk, B]
+            log_w = model_ref().log_importance_weights(x, chunk, seeds[i])  # [chunk, B]
             # The last chunk may hold fewer real samples; the rest are masked out.
             valid = tf.range(chunk) < tf.where(i == num_chunks - 1, last, chunk)
             log_w = tf.where(valid[:, None], log_w, -np.inf)
