@@ -33,20 +33,27 @@ def test_errors_are_one_line(tmp_path, capsys, monkeypatch):
         assert expected in err and len(err.splitlines()) == 1, err
 
 
-def test_train_sample_evaluate_export_end_to_end(tmp_path):
+def test_console_entry_point_trains_and_resumes(tmp_path):
+    """Through `python -m tfrecog` (a subprocess, as a user would run it): train, then resume the run."""
     run = tmp_path / "run"
-    out = run_cli("train", "vae", "--run", str(run), "--epochs", "2", "--latent-size", "2", "--hidden", "32",
+    out = run_cli("train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "32",
                   "--verbose", "0")
     assert out.returncode == 0, out.stderr[-2000:]
     assert (run / "curves.png").exists()
-    out = run_cli("train", "vae", "--run", str(run), "--epochs", "3", "--verbose", "0")
+    out = run_cli("train", "vae", "--run", str(run), "--epochs", "2", "--verbose", "0")
     assert out.returncode == 0 and "resuming" in out.stdout
-    out = run_cli("evaluate", str(run), "--samples", "10", "--limit", "100")
-    assert out.returncode == 0 and "log p(x)" in out.stdout, out.stderr[-2000:]
-    out = run_cli("sample", str(run), "--num", "16", "--out", str(tmp_path / "s.png"))
-    assert out.returncode == 0 and (tmp_path / "s.png").exists()
-    out = run_cli("export", str(run), "--format", "onnx", "--out", str(tmp_path / "enc.onnx"))
-    assert out.returncode == 0 and (tmp_path / "enc.onnx").exists(), out.stderr[-2000:]
-    out = run_cli("impute", str(run), "--missing", "square:10", "--steps", "5", "--num", "4",
-                  "--out", str(tmp_path / "imp.png"))
-    assert out.returncode == 0 and (tmp_path / "imp.png").exists(), out.stderr[-2000:]
+
+
+def test_evaluate_sample_export_impute_on_a_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "32",
+                     "--verbose", "0"]) == 0
+    assert cli.main(["evaluate", str(run), "--samples", "10", "--limit", "100"]) == 0
+    assert "log p(x)" in capsys.readouterr().out
+    assert cli.main(["sample", str(run), "--num", "16", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").exists()
+    assert cli.main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "enc.onnx")]) == 0
+    assert (tmp_path / "enc.onnx").exists()
+    assert cli.main(["impute", str(run), "--missing", "square:10", "--steps", "5", "--num", "4",
+                     "--out", str(tmp_path / "imp.png")]) == 0
+    assert (tmp_path / "imp.png").exists()
