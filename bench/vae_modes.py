@@ -8,7 +8,6 @@ median and range over the timed epochs (the first epoch, with tracing and compil
 """
 
 import argparse
-import json
 import platform
 import time
 

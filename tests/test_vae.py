@@ -81,7 +81,7 @@ def test_eager_graph_and_xla_training_agree(binary_data):
                       steps_per_execution=3)
         model.fit(binary_data, batch_size=50, epochs=6, shuffle=False, verbose=0)
         elbos.append(float(np.mean(model.elbo(binary_data, num_samples=20, seed=0))))
-        encode = tf.function(lambda x: model.encode(x).mean(), jit_compile=True)
+        encode = tf.function(lambda x, m=model: m.encode(x).mean(), jit_compile=True)
         np.testing.assert_allclose(encode(binary_data), model.encode(binary_data).mean(), atol=1e-5)
     # Different noise, same expected progress: final ELBOs (about -7 nats here) within 0.5 nats of each other.
     assert max(elbos) - min(elbos) < 0.5, elbos

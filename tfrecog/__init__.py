@@ -5,8 +5,16 @@ Keras 3 models on TensorFlow with TFP distributions, a zoo of pretrained models 
 
 __version__ = "0.1.0"
 
-from tfrecog import _tf  # noqa: F401  (sets the Keras backend before anything else imports Keras)
-from tfrecog import data, estimators, evaluate, io, models, training, zoo  # noqa: E402
+from tfrecog import (  # noqa: E402
+    _tf,  # noqa: F401  (sets the Keras backend before anything else imports Keras)
+    data,
+    estimators,
+    evaluate,
+    io,
+    models,
+    training,
+    zoo,
+)
 from tfrecog.evaluate import log_likelihood  # noqa: E402
 from tfrecog.impute import impute  # noqa: E402
 from tfrecog.models import DLGM, SBN, VAE, LatentVariableModel  # noqa: E402

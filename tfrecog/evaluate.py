@@ -50,7 +50,7 @@ class LogLikelihood:
 
 
 # Compiled estimators per model and settings: XLA compiles once per model, not once per call.
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _batch_estimator(model, batch_size: int, samples: int, chunk: int, jit_compile: bool):

@@ -339,7 +339,8 @@ class LatentVariableModel(keras.Model):
             validation_data = tf.data.Dataset.from_tensor_slices(validation_data).batch(int(batch_size or 100))
         if isinstance(x, tf.data.Dataset) or x is None:
             if self.weight_prior_scale is not None and float(self.num_train_examples.numpy()) == 0.0:
-                warnings.warn("weight prior needs the training-set size; call set_num_train_examples(N) first")
+                warnings.warn("weight prior needs the training-set size; call set_num_train_examples(N) first",
+                              stacklevel=2)
             self._set_fused_mode(1)
             return super().fit(x, epochs=epochs, validation_data=validation_data, steps_per_epoch=steps_per_epoch,
                                shuffle=False, **kwargs)

@@ -6,8 +6,8 @@ Trained by SGVB (A or B), the importance-weighted bound or wake-sleep, chosen by
 from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd
-from tfrecog.models.base import LatentVariableModel
 from tfrecog.layers import MLP
+from tfrecog.models.base import LatentVariableModel
 
 
 @keras.saving.register_keras_serializable(package="tfrecog")
