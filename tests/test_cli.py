@@ -57,3 +57,19 @@ def test_evaluate_sample_export_impute_on_a_run(tmp_path, capsys):
     assert cli.main(["impute", str(run), "--missing", "square:10", "--steps", "5", "--num", "4",
                      "--out", str(tmp_path / "imp.png")]) == 0
     assert (tmp_path / "imp.png").exists()
+
+
+def test_zoo_list_show_verify(capsys):
+    from tfrecog import zoo
+
+    assert cli.main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    names = zoo.list()
+    assert all(name in out for name in names) and "nats (K=" in out
+    if names:
+        assert cli.main(["zoo", "show", names[0]]) == 0
+        assert '"sha256"' in capsys.readouterr().out
+        assert cli.main(["zoo", "verify", names[0]]) == 0
+        assert "sha256 ok" in capsys.readouterr().out
+    assert cli.main(["zoo", "show"]) == 2
+    assert "needs a model NAME" in capsys.readouterr().err

@@ -142,12 +142,11 @@ def cmd_zoo(args):
         for card in zoo.list(details=True):
             metric = card.get("metrics", {}).get("test_log_likelihood")
             value = f"{metric['value']:.2f} nats (K={metric['samples']})" if metric else "not yet evaluated"
-            print(f"{card['name']:28s} {card['family']:6s} {card['dataset']:16s} {value}")
+            print(f"{card['name']:28s} {card['family']:6s} {card['dataset']['name']:16s} {value}")
     elif args.action == "show":
         print(json.dumps(zoo.info(_need_name(args)), indent=2))
     elif args.action == "verify":
-        report = zoo.verify(_need_name(args), metrics=args.metrics, samples=args.samples, limit=args.limit,
-                            data_dir=args.data_dir)
+        report = zoo.verify(_need_name(args), metrics=args.metrics, data_dir=args.data_dir)
         print(report)
     elif args.action == "reproduce":
         zoo.reproduce(_need_name(args), run_dir=args.run, data_dir=args.data_dir, max_seconds=args.max_seconds)
@@ -230,9 +229,7 @@ def build_parser():
     p = sub.add_parser("zoo", help="pretrained models: list, show, verify, reproduce")
     p.add_argument("action", choices=["list", "show", "verify", "reproduce"])
     p.add_argument("name", nargs="?")
-    p.add_argument("--metrics", action="store_true", help="verify: also re-evaluate the recorded metric")
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--metrics", action="store_true", help="verify: also re-evaluate the card's recorded check")
     p.add_argument("--run", help="reproduce: run folder")
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--data-dir")

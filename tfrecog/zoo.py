@@ -100,8 +100,7 @@ def load(name: str, compile: bool = True):
     return model
 
 
-def verify(name: str, metrics: bool = False, samples: int = 1000, limit: int | None = 1000, data_dir=None,
-           tolerance_stderr: float = 4.0) -> str:
+def verify(name: str, metrics: bool = False, data_dir=None, tolerance_stderr: float = 4.0) -> str:
     """Checks a zoo model: checksum, load, encode and sample; with `metrics`, re-evaluates the recorded check.
 
     The card's `check` entry is the log-likelihood on the first `limit` test examples with K=`samples` and seed 0;
