@@ -45,8 +45,13 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     assert 0 < state["epoch"] < 1000
     saved = io.read_json(run / "checkpoints" / "state.json")
     assert saved["epoch"] == state["epoch"] and saved["wall_seconds"] > 0
+    # Rows logged after the last checkpoint (a killed process) are dropped on resume, so epochs never repeat.
+    with open(run / "history.csv", "a") as f:
+        f.write(f"{saved['epoch']},1,1,1,1\n")
     _, state2 = training.train(None, run, verbose=0, max_seconds=2)
     assert state2["epoch"] > saved["epoch"] and state2["wall_seconds"] > saved["wall_seconds"]
+    epochs = [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(state2["epoch"]))
 
 
 def test_best_checkpoint_tracks_validation(tmp_path, monkeypatch):

@@ -212,6 +212,7 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     if not state.setdefault("commits", []) or state["commits"][-1] != commit:
         state["commits"].append(commit)  # every commit whose code trained this run, oldest first
 
+    _truncate_history(run_dir / "history.csv", state["epoch"])
     budget = max_seconds if max_seconds is not None else config.get("max_seconds")
     callbacks = [
         RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget),
@@ -231,6 +232,16 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     model.fit(x, batch_size=config["batch_size"], epochs=config["epochs"], initial_epoch=state["epoch"],
               validation_data=validation, callbacks=callbacks, verbose=verbose)
     return model, state
+
+
+def _truncate_history(path: Path, epochs: int):
+    """Drops history rows of epochs after the last checkpoint (trained, then lost when the run was stopped)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [lines[0]] + [row for row in lines[1:] if row and int(row.split(",", 1)[0]) < epochs]
+    if len(kept) != len(lines):
+        io.write_text(path, "\n".join(kept) + "\n")
 
 
 def load_run(run_dir, which: str = "best"):
