@@ -4,31 +4,32 @@
 set -euo pipefail
 name=$1; shift
 data=${TFRECOG_DATA_DIR:-../shared/data}
+runs=${TFRECOG_RUNS:-../runs}  # outside the work tree, so a re-laid checkout keeps the run folders
 case "$name" in
   vae-bmnist)
-    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist --epochs 3000 \
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run "$runs"/vae-bmnist --epochs 3000 \
       --hidden 500 --latent-size 20 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   vae-bmnist-wake-sleep)
-    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist-wake-sleep --epochs 3000 \
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run "$runs"/vae-bmnist-wake-sleep --epochs 3000 \
       --hidden 500 --latent-size 20 --activation tanh --estimator wake_sleep --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   vae-bmnist-2d)
-    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run runs/vae-bmnist-2d --epochs 300 \
+    tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run "$runs"/vae-bmnist-2d --epochs 300 \
       --hidden 500 --latent-size 2 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   vae-frey)
-    tfrecog train vae --dataset frey_faces --data-dir "$data" --run runs/vae-frey --epochs 3000 \
+    tfrecog train vae --dataset frey_faces --data-dir "$data" --run "$runs"/vae-frey --epochs 3000 \
       --hidden 200 --latent-size 10 --activation tanh --estimator sgvb_b --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   sbn-bmnist-200-200-200)
-    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run runs/sbn-bmnist-200-200-200 --epochs 3000 \
+    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/sbn-bmnist-200-200-200 --epochs 3000 \
       --set latent_sizes=[200,200,200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
   fdarn-bmnist-500)
-    tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run runs/fdarn-bmnist-500 --epochs 3000 \
+    tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-500 --epochs 3000 \
       --set latent_sizes=[500] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
   dlgm-bmnist-rank1)
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run runs/dlgm-bmnist-rank1 --epochs 3000 \
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-rank1 --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=rank_one --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag)
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run runs/dlgm-bmnist-diag --epochs 3000 \
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-diag --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   *) echo "unknown zoo entry $name" >&2; exit 2 ;;
