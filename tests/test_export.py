@@ -12,12 +12,12 @@ import importlib
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import import_runtime
 
 import tfrecog
 from tfrecog import export
@@ -25,20 +25,6 @@ from tfrecog._tf import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
-
-
-def import_runtime():
-    """`tfrecog_runtime` when installed; from the source tree's export/ folder otherwise."""
-    try:
-        import tfrecog_runtime
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "tfrecog_runtime", REPO / "export" / "__init__.py", submodule_search_locations=[str(REPO / "export")]
-        )
-        tfrecog_runtime = importlib.util.module_from_spec(spec)
-        sys.modules["tfrecog_runtime"] = tfrecog_runtime
-        spec.loader.exec_module(tfrecog_runtime)
-    return tfrecog_runtime
 
 
 runtime = import_runtime()

@@ -4,7 +4,6 @@ The runtime and Keras agree to float32 round-off; parity at 1e-5 for every famil
 runtime results are compared with the runtime itself (exactly, or to 1e-6 where the batch split changes).
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,25 +15,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import import_runtime
 
 import tfrecog
 from tfrecog import export
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def import_runtime():
-    """`tfrecog_runtime` when installed; from the source tree's export/ folder otherwise."""
-    try:
-        import tfrecog_runtime
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "tfrecog_runtime", REPO / "export" / "__init__.py", submodule_search_locations=[str(REPO / "export")]
-        )
-        tfrecog_runtime = importlib.util.module_from_spec(spec)
-        sys.modules["tfrecog_runtime"] = tfrecog_runtime
-        spec.loader.exec_module(tfrecog_runtime)
-    return tfrecog_runtime
 
 
 runtime = import_runtime()

@@ -103,6 +103,16 @@ class LatentVariableModel(keras.Model):
         raise NotImplementedError
 
     @property
+    def latent_sizes(self):
+        """Sizes of the latent layers, bottom first."""
+        raise NotImplementedError
+
+    @property
+    def num_layers(self) -> int:
+        """Number of latent layers."""
+        return len(self.latent_sizes)
+
+    @property
     def recognition_variables(self):
         gen = {id(v) for v in self.generative_variables}
         return [v for v in self.trainable_variables if id(v) not in gen]

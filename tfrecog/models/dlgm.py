@@ -154,9 +154,6 @@ class DLGM(LatentVariableModel):
         """Sizes K_1, ..., K_L of the latent layers, bottom first."""
         return list(self._latent_sizes)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self._latent_sizes)
 
     def _check_latents(self, xi):
         if not isinstance(xi, (list, tuple)) or len(xi) != self.num_layers:

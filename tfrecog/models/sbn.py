@@ -301,9 +301,6 @@ class SBN(LatentVariableModel):
         """Sizes of the latent layers, bottom first."""
         return list(self._latent_sizes)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self._latent_sizes)
 
     @property
     def generative_variables(self):
