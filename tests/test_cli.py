@@ -59,7 +59,7 @@ def test_evaluate_sample_export_impute_on_a_run(tmp_path, capsys):
     assert (tmp_path / "imp.png").exists()
 
 
-def test_zoo_list_show_verify(capsys):
+def test_zoo_list_show_verify_export(capsys, tmp_path):
     from tfrecog import zoo
 
     assert cli.main(["zoo", "list"]) == 0
@@ -71,5 +71,11 @@ def test_zoo_list_show_verify(capsys):
         assert '"sha256"' in capsys.readouterr().out
         assert cli.main(["zoo", "verify", names[0]]) == 0
         assert "sha256 ok" in capsys.readouterr().out
+        onnx_path = tmp_path / "zoo-encoder.onnx"
+        assert cli.main(["export", names[0], "--format", "onnx", "--out", str(onnx_path)]) == 0
+        from conftest import import_runtime
+
+        meta = import_runtime().load(str(onnx_path)).metadata
+        assert meta["model_name"] == names[0] and meta["zoo_version"] == zoo.info(names[0])["version"]
     assert cli.main(["zoo", "show"]) == 2
     assert "needs a model NAME" in capsys.readouterr().err

@@ -131,6 +131,10 @@ def cmd_export(args):
 
     model, config, label = _load(args.name)
     meta = {"model_name": label, "dataset": config.get("dataset")}
+    if not Path(args.name).exists():
+        from tfrecog import zoo
+
+        meta["zoo_version"] = zoo.info(args.name)["version"]
     path = export.export_model(model, args.out, args.format, kind=args.kind, metadata=meta)
     print(f"wrote {path}")
 
