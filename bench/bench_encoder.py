@@ -144,14 +144,9 @@ def check_agreement(candidates, x):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from tfrecog.io import cpu_model
+
+    cpu = cpu_model()
     import onnxruntime
     import tensorflow
 

@@ -176,13 +176,9 @@ def memory_in_subprocess(framework: str, model: str, samples: int, num_examples:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from tfrecog.io import cpu_model as tfrecog_cpu_model
+
+    return tfrecog_cpu_model()
 
 
 def _version(module: str):

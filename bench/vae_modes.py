@@ -8,7 +8,6 @@ median and range over the timed epochs (the first epoch, with tracing and compil
 """
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -60,8 +59,7 @@ def main():
         results[mode] = measure(rows, mode, args.epochs)
         r = results[mode]
         print(f"{mode:38s} {r['median']:9.0f} examples/s  (range {r['min']:.0f}-{r['max']:.0f})", flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.machine())
+    cpu = tfrecog.io.cpu_model()
     report = {"machine": f"{cpu}, {tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op "
                          f"threads, {__import__('os').cpu_count()} cores",
               "tensorflow": tf.__version__, "keras": keras.__version__, "results": results,

@@ -85,3 +85,16 @@ def git_commit(default: str = "unknown") -> str:
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else default
     except (OSError, subprocess.SubprocessError):
         return default
+
+
+def cpu_model() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

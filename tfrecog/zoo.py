@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import difflib
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -152,15 +151,7 @@ def reproduce(name: str, run_dir=None, data_dir=None, max_seconds=None, samples:
 def _hardware():
     import os
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    return f"{io.cpu_model()}, {os.cpu_count()} cores"
 
 
 def publish(run_dir, name: str, description: str = "", paper: dict | None = None, samples: int = 5000,
