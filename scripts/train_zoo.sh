@@ -24,6 +24,22 @@ case "$name" in
   fdarn-bmnist-500)
     tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-500 --epochs 3000 \
       --set latent_sizes=[500] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  sbn-bmnist-200|sbn-bmnist-200-200|sbn-bmnist-200-200-500)
+    sizes=[${name#sbn-bmnist-}]; sizes=${sizes//-/,}
+    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes="$sizes" --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  sbn-bmnist-200-200-wake-sleep)
+    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[200,200] --estimator wake_sleep --lr 3e-4 --verbose 2 "$@" ;;
+  fdarn-bmnist-200)
+    tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-200 --epochs 3000 \
+      --set latent_sizes=[200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  sbn-20news-50)
+    tfrecog train sbn --dataset 20news --data-dir "$data" --run "$runs"/sbn-20news-50 --epochs 3000 \
+      --set latent_sizes=[50] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  fdarn-20news-50)
+    tfrecog train fdarn --dataset 20news --data-dir "$data" --run "$runs"/fdarn-20news-50 --epochs 3000 \
+      --set latent_sizes=[50] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
   dlgm-bmnist-rank1)
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-rank1 --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \

@@ -13,7 +13,7 @@ import numpy as np
 
 from tfrecog._tf import tf
 
-__all__ = ["LogLikelihood", "log_likelihood", "DEFAULT_ROWS_PER_CHUNK"]
+__all__ = ["LogLikelihood", "log_likelihood", "perplexity", "DEFAULT_ROWS_PER_CHUNK"]
 
 # Rows (samples x examples) pushed through the networks at once; bounds memory for any K.
 DEFAULT_ROWS_PER_CHUNK = 20000
@@ -31,6 +31,7 @@ class LogLikelihood:
     num_examples: int
     per_example: np.ndarray
     per_example_elbo: np.ndarray
+    perplexity: float | None = None  # documents only: set by `tfrecog.training.evaluate_run`
 
     def as_dict(self):
         return {
@@ -43,10 +44,11 @@ class LogLikelihood:
         }
 
     def __str__(self):
-        return (
+        text = (
             f"log p(x) ~= {self.log_likelihood:.3f} +- {self.stderr:.3f} (K={self.samples}, n={self.num_examples}); "
             f"ELBO {self.elbo:.3f} +- {self.elbo_stderr:.3f}"
         )
+        return text if self.perplexity is None else f"{text}; perplexity {self.perplexity:.1f}"
 
 
 # Compiled estimators per model and settings: XLA compiles once per model, not once per call.
@@ -158,3 +160,39 @@ def log_likelihood(
     n = len(values)
     err = lambda v: float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
     return LogLikelihood(float(values.mean()), err(values), float(elbos.mean()), err(elbos), samples, n, values, elbos)
+
+
+def perplexity(log_probs, word_counts) -> dict:
+    """Document perplexity as in Mnih & Gregor (2014) and NVDM:
+
+      perplexity = exp( -(1/D) sum_d log p(x_d) / N_d ),   N_d = number of words in document d,
+
+    the per-word log-probability averaged over documents (not over words). Documents with no words carry no
+    information about the model (log p = 0 / 0) and are left out; how many is reported.
+
+    Args:
+      log_probs: [D] estimates of log p(x_d) in nats (e.g. `LogLikelihood.per_example`).
+      word_counts: [D, V] bag-of-words counts, or [D] document lengths N_d.
+
+    Returns:
+      dict with 'perplexity', a normal-approximation interval from the standard error of the per-document mean
+      ('perplexity_low', 'perplexity_high'), 'documents' used and 'empty_documents' left out.
+    """
+    log_probs = np.asarray(log_probs, np.float64)
+    counts = np.asarray(word_counts, np.float64)
+    lengths = counts.sum(axis=-1) if counts.ndim == 2 else counts
+    if lengths.shape != log_probs.shape:
+        raise ValueError(f"expected one word count per document: log_probs {log_probs.shape}, counts {lengths.shape}")
+    keep = lengths > 0
+    if not keep.any():
+        raise ValueError("perplexity needs at least one document with words; every document is empty")
+    per_word = log_probs[keep] / lengths[keep]
+    mean = per_word.mean()
+    se = per_word.std(ddof=1) / math.sqrt(len(per_word)) if len(per_word) > 1 else float("nan")
+    return {
+        "perplexity": float(np.exp(-mean)),
+        "perplexity_low": float(np.exp(-(mean + se))),
+        "perplexity_high": float(np.exp(-(mean - se))),
+        "documents": int(keep.sum()),
+        "empty_documents": int((~keep).sum()),
+    }

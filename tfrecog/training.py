@@ -74,6 +74,9 @@ def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET,
             config["model"].update(value)
         else:
             config[key] = value
+    if family == "fdarn" and config["model"].get("likelihood") == "categorical":
+        # Word counts are exchangeable: fDARN for documents is autoregressive in its latent layer only.
+        config["model"]["autoregressive_visible"] = False
     return config
 
 
@@ -281,8 +284,15 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     result = log_likelihood(model, x, samples=samples, batch_size=batch_size, seed=seed, progress=progress)
     metrics_path = run_dir / "metrics.json"
     metrics = io.read_json(metrics_path) if metrics_path.exists() else {}
+    extra = {}
+    if config["model"].get("likelihood") == "categorical":
+        from tfrecog.evaluate import perplexity
+
+        extra = perplexity(result.per_example, x)
+        result.perplexity = extra["perplexity"]
     metrics[f"{split}_K{samples}" + ("" if limit is None else f"_n{limit}")] = {
         **result.as_dict(),
+        **extra,
         "split": split,
         "weights": which,
         "seconds": round(time.time() - t0, 1),
