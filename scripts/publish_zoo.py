@@ -15,7 +15,16 @@ PAPERS = {
     "vae-frey": {"reference": "Kingma & Welling 2014, Frey faces, 200 hidden", "test_nll": None},
     "sbn-bmnist-200-200-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200-200, NVIL", "test_nll": 96.7},
     "sbn-bmnist-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200, NVIL", "test_nll": 113.1},
+    "sbn-bmnist-200-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200, NVIL", "test_nll": 99.8},
+    "sbn-bmnist-200-200-wake-sleep": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200, wake-sleep",
+                                      "test_nll": 107.7},
+    "fdarn-bmnist-200": {"reference": "Mnih & Gregor 2014, Table 1, fDARN 200, NVIL", "test_nll": 92.5},
     "fdarn-bmnist-500": {"reference": "Mnih & Gregor 2014, Table 1, fDARN 500, NVIL", "test_nll": 90.7},
+    "sbn-20news-50": {"reference": "Mnih & Gregor 2014, Table 3, SBN 50, 20 Newsgroups (2,000-word vocabulary: "
+                                   "a reference, not an exact match)", "test_nll": None, "test_perplexity": 909},
+    "fdarn-20news-50": {"reference": "Mnih & Gregor 2014, Table 3, fDARN 50, 20 Newsgroups (2,000-word "
+                                     "vocabulary: a reference, not an exact match)", "test_nll": None,
+                        "test_perplexity": 917},
     "dlgm-bmnist-diag": {"reference": "Rezende et al. 2014, Table 2, DLGM diagonal", "test_nll": 87.30},
     "dlgm-bmnist-rank1": {"reference": "Rezende et al. 2014, Table 2, DLGM rank-one", "test_nll": 86.60},
 }

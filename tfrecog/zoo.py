@@ -194,6 +194,11 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
             "check": {"value": check.log_likelihood, "stderr": check.stderr, "samples": check_samples,
                       "num_examples": check.num_examples, "seed": 0},
         }
+        if config["model"].get("likelihood") == "categorical":
+            from tfrecog.evaluate import perplexity
+
+            metrics["test_perplexity"] = {**perplexity(full.per_example, test.x), "samples": samples,
+                                          "definition": "exp(-mean over documents of log p(doc) / words in doc)"}
     card = {
         "name": name,
         "version": version,
