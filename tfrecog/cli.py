@@ -30,7 +30,8 @@ def _parse_set(items):
 def cmd_train(args):
     from tfrecog import training
 
-    run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{stamp}"
     if (run / "config.json").exists():
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs, max_seconds=args.max_seconds,
@@ -122,7 +123,8 @@ def cmd_impute(args):
     chain = impute(model, x, mask, steps=args.steps, seed=args.seed)
     plot_imputation(x, mask, chain, shape, args.out)
     errors = imputation_error(chain, x, mask)
-    print(f"imputation error (mean squared, missing entries) by iteration: first {errors[0]:.4f}, last {errors[-1]:.4f}")
+    print(f"imputation error (mean squared, missing entries) by iteration: first {errors[0]:.4f}, "
+          f"last {errors[-1]:.4f}")
     print(f"wrote {args.out}")
 
 
@@ -163,7 +165,8 @@ def _need_name(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tfrecog", description="Recognition models for deep directed generative models.")
+    parser = argparse.ArgumentParser(prog="tfrecog",
+                                     description="Recognition models for deep directed generative models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model into a run folder (resumes an existing one)")

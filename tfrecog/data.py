@@ -206,7 +206,8 @@ def _binarized_mnist(split, data_dir, binarize):
         source = "tfds:binarized_mnist"
     expected = {"train": 50000, "valid": 10000, "test": 10000, "train+valid": 60000}[split]
     if x.shape != (expected, 784):
-        raise DatasetError(f"dataset 'binarized_mnist' split {split!r}: expected shape ({expected}, 784), got {x.shape}")
+        raise DatasetError(
+            f"dataset 'binarized_mnist' split {split!r}: expected shape ({expected}, 784), got {x.shape}")
     # The binarized test set is t10k sorted stably by class (see shared/data MANIFEST), so its labels are known.
     y = None
     if split == "test":
@@ -269,7 +270,8 @@ FREY_SPLITS = {"train": slice(0, 1565), "valid": slice(1565, 1765), "test": slic
 def _frey_faces(split, data_dir, binarize):
     """Frey faces, 1,965 images of 28x20 scaled to [0, 1]; a fixed shuffle (seed 0) gives 1565/200/200."""
     _check_split("frey_faces", split, tuple(FREY_SPLITS))
-    folder = _find("frey_faces", data_dir, ["frey_faces"], ["frey_rawface.mat"], "MATLAB file with uint8 'ff' of shape (560, 1965)")
+    folder = _find("frey_faces", data_dir, ["frey_faces"], ["frey_rawface.mat"],
+                   "MATLAB file with uint8 'ff' of shape (560, 1965)")
     from scipy.io import loadmat
 
     mat = loadmat(folder / "frey_rawface.mat")

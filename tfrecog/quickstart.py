@@ -23,7 +23,8 @@ class _TimeBar(keras.callbacks.Callback):
         super().__init__()
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=int(seconds), unit="s", desc="training", bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
+        self.bar = tqdm(total=int(seconds), unit="s", desc="training",
+                        bar_format="{l_bar}{bar}| {n}/{total} s {postfix}")
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -87,7 +88,8 @@ def run(out_dir="quickstart_out", seconds: float = 120.0, samples: int = 1000, l
     worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
     status = "OK" if worst < 1e-4 else "MISMATCH"
     print(f"ONNX encoder {onnx_path}: max |ONNX Runtime - Keras| over {len(test)} test digits = {worst:.2e} [{status}]")
-    print(f"wrote {', '.join(str(out / f) for f in ['samples.png', 'reconstructions.png', 'embedding.png', 'curves.png'])}")
+    figures = ["samples.png", "reconstructions.png", "embedding.png", "curves.png"]
+    print(f"wrote {', '.join(str(out / f) for f in figures)}")
     total = time.time() - t0
     print(f"quickstart total time: {total:.1f} s")
     if status != "OK":

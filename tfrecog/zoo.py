@@ -180,7 +180,8 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
     if evaluate:
         from tfrecog import data as data_lib
 
-        test = data_lib.load(config["dataset"], config["test_split"], data_dir=data_dir, binarize=config.get("binarize"))
+        test = data_lib.load(config["dataset"], config["test_split"], data_dir=data_dir,
+                             binarize=config.get("binarize"))
         t0 = time.time()
         full = log_likelihood(model, test.x, samples=samples, seed=0, progress=True)
         seconds = time.time() - t0
