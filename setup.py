@@ -1,6 +1,30 @@
 """Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (the export/ folder)."""
 
+import subprocess
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithCommit(build_py):
+    """Records the source tree's git commit in the installed package (tfrecog/_commit.txt), so run folders and zoo
+    cards made with an installed copy name the code that made them."""
+
+    def run(self):
+        super().run()
+        try:
+            here = Path(__file__).resolve().parent
+            out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here, capture_output=True,
+                                 text=True, timeout=10)
+            lines = out.stdout.split()
+            if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == here:
+                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                       capture_output=True, text=True, timeout=10).stdout.strip()
+                target = Path(self.build_lib) / "tfrecog" / "_commit.txt"
+                target.write_text(lines[1] + (" (with uncommitted changes)" if dirty else "") + "\n")
+        except (OSError, subprocess.SubprocessError):
+            pass
 
 setup(
     name="tfrecog",
@@ -33,4 +57,5 @@ setup(
         "bench": ["torch==2.13.0", "jax", "jaxlib", "optax"],
     },
     entry_points={"console_scripts": ["tfrecog=tfrecog.cli:main"]},
+    cmdclass={"build_py": BuildWithCommit},
 )

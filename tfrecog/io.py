@@ -75,16 +75,24 @@ def save_weights(model, path):
 
 
 def git_commit(default: str = "unknown") -> str:
-    """The commit of the tfrecog source tree in use, when it is a git checkout."""
+    """The commit of the tfrecog source in use: from git when tfrecog runs from its own checkout, else the commit
+    recorded at installation (`setup.py` writes tfrecog/_commit.txt), else `default`. A git repository that merely
+    contains an installed copy (a Python installation kept in git, say) is not mistaken for tfrecog's."""
     import subprocess
 
+    package = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else default
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package, capture_output=True,
+                             text=True, timeout=5)
+        lines = out.stdout.split()
+        if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == package.parent:
+            return lines[1]
     except (OSError, subprocess.SubprocessError):
-        return default
+        pass
+    recorded = package / "_commit.txt"
+    if recorded.exists():
+        return recorded.read_text().strip() or default
+    return default
 
 
 def cpu_model() -> str:
