@@ -1,5 +1,11 @@
 """Prints the README's zoo table from the cards, so the numbers are never copied by hand."""
 
+import sys  # noqa: I001
+from pathlib import Path
+
+# This checkout's tfrecog and zoo/, not an installed copy.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from tfrecog import zoo
 
 print("| name | family | dataset (train examples) | test log p(x), nats (K, n) | test ELBO | paper | training |")
