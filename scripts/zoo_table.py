@@ -1,4 +1,7 @@
-"""Prints the README's zoo table from the cards, so the numbers are never copied by hand."""
+"""Prints the README's zoo table from the cards, so the numbers are never copied by hand.
+
+Usage: python scripts/zoo_table.py [NAME_PREFIX ...]   (only the cards whose names start with a prefix)
+"""
 
 import sys  # noqa: I001
 from pathlib import Path
@@ -10,7 +13,10 @@ from tfrecog import zoo
 
 print("| name | family | dataset (train examples) | test log p(x), nats (K, n) | test ELBO | paper | training |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
+prefixes = tuple(sys.argv[1:]) or ("",)
 for card in zoo.list(details=True):
+    if not card["name"].startswith(prefixes):
+        continue
     ll = card["metrics"]["test_log_likelihood"]
     elbo = card["metrics"]["test_elbo"]
     paper = card.get("paper") or {}
