@@ -21,9 +21,9 @@ from common import (
     Candidate,
 )
 
-try:
-    import tfrecog  # noqa: F401
-except ImportError:  # a source checkout
+# Measure the checkout these scripts belong to, not whatever tfrecog is installed (running `python bench/run.py` puts
+# bench/, not the repository, on sys.path, so an installed copy would otherwise be timed instead of the source tree).
+if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 

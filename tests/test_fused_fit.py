@@ -1,0 +1,82 @@
+"""The fast path of `fit` on arrays: row indices into a device-resident copy of the data, S updates per call, metrics
+accumulated in loop variables and written to the trackers once per call."""
+
+import numpy as np
+import pytest
+
+from tfrecog._tf import keras, tf
+from tfrecog.models import SBN, VAE
+
+
+def small_vae():
+    return VAE(event_size=12, latent_size=3, hidden_sizes=(16,), seed=1)
+
+
+def fitted(make, data, steps, epochs=2, **compile_kwargs):
+    keras.utils.set_random_seed(0)
+    model = make()
+    model.compile(steps_per_execution=steps, **compile_kwargs)
+    history = model.fit(data, batch_size=50, epochs=epochs, shuffle=False, verbose=0)
+    return model, history.history
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_fused_metrics_equal_per_update_metrics(binary_data, jit):
+    """Per-call means with weight S give the same epoch averages as updating the trackers after every update
+    (S = 6 fused vs S = 1; the same updates, data order and seeds, so only float rounding differs)."""
+    runs = [fitted(small_vae, binary_data, steps, jit_compile=jit,
+                   optimizer=keras.optimizers.Adam(1e-2)) for steps in (6, 1)]
+    (fused, fused_history), (single, single_history) = runs
+    assert set(fused_history) == set(single_history) >= {"loss", "elbo", "kl", "reconstruction"}
+    for name in single_history:
+        np.testing.assert_allclose(fused_history[name], single_history[name], rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused.get_weights(), single.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_fused_nvil_matches_one_update_per_call():
+    """SBN/NVIL: both optimizers, the running statistics and the NVIL logs agree between S = 5 and S = 1."""
+    rng = np.random.default_rng(0)
+    data = (rng.random((200, 12)) < 0.3).astype(np.float32)
+    make = lambda: SBN(event_size=12, latent_sizes=[4, 3], seed=0)  # noqa: E731
+    (fused, fused_history), (single, single_history) = [
+        fitted(make, data, steps, jit_compile=False, optimizer=keras.optimizers.Adam(1e-2),
+               baseline_optimizer=keras.optimizers.Adam(1e-2)) for steps in (4, 1)]
+    for name in ("loss", "elbo", "baseline_loss", "signal_variance", "normalized_signal_variance"):
+        np.testing.assert_allclose(fused_history[name], single_history[name], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused.signal_mean.numpy(), single.signal_mean.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused.signal_variance.numpy(), single.signal_variance.numpy(), rtol=1e-4)
+    assert fused.baseline_optimizer.iterations.numpy() == single.baseline_optimizer.iterations.numpy() == 8
+
+
+def test_index_stream_is_the_shuffled_row_stream(binary_data):
+    """The index blocks select the rows, in the order, that shuffling the rows themselves with the seed gives."""
+    model = small_vae()
+    model.compile(steps_per_execution=3)
+    dataset, steps = model.fused_dataset(binary_data, batch_size=50, shuffle=True)
+    assert steps == 2 and dataset.options().autotune.enabled is False
+    blocks = [b.numpy() for b in dataset.take(2)]  # one pass: 300 rows = 2 blocks of [50, 3]
+    assert blocks[0].shape == (50, 3) and blocks[0].dtype == np.int32
+    order = np.concatenate([b.T.reshape(-1) for b in blocks])  # minibatch s of a block is column s
+    assert sorted(order) == list(range(300))
+    rows = tf.data.Dataset.from_tensor_slices(binary_data).shuffle(300, seed=model.seed)
+    np.testing.assert_array_equal(binary_data[order], np.stack([r.numpy() for r in rows]))
+
+
+def test_resident_copy_is_not_model_state(tmp_path, binary_data):
+    """The device-resident data is neither a weight nor saved, and fit frees it when it returns."""
+    model = small_vae()
+    model.compile(steps_per_execution=4)
+    model.build((None, 12))
+    names = [v.path for v in model.weights]
+    model.fit(binary_data, batch_size=50, epochs=1, verbose=0)
+    assert [v.path for v in model.weights] == names
+    assert int(tf.shape(model._resident_data.rows)[0]) == 0
+    model.save_weights(str(tmp_path / "vae.weights.h5"))
+    reloaded = small_vae()
+    reloaded.build((None, 12))
+    reloaded.load_weights(str(tmp_path / "vae.weights.h5"))
+    # A second fit on other data of the same width reuses the traced function (no retracing).
+    function = model.train_function
+    model.fit(binary_data[:200], batch_size=50, epochs=1, verbose=0)
+    assert model.train_function is function
