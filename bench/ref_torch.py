@@ -41,7 +41,8 @@ def bernoulli_log_prob(logits, value):
 class VAE(nn.Module):
     def __init__(self):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(EVENT_SIZE, VAE_HIDDEN), nn.Tanh(), nn.Linear(VAE_HIDDEN, 2 * VAE_LATENT))
+        self.encoder = nn.Sequential(nn.Linear(EVENT_SIZE, VAE_HIDDEN), nn.Tanh(),
+                                     nn.Linear(VAE_HIDDEN, 2 * VAE_LATENT))
         self.decoder = nn.Sequential(nn.Linear(VAE_LATENT, VAE_HIDDEN), nn.Tanh(), nn.Linear(VAE_HIDDEN, EVENT_SIZE))
 
     def forward(self, x):

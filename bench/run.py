@@ -334,7 +334,8 @@ def markdown(results):
         lines += ["", "## Peak memory of one IS evaluation (fresh process each)", "",
                   f"{s['memory_test_points']} test points, batch {BATCH_SIZE}, {ROWS_PER_CHUNK} rows per chunk; "
                   "delta = peak RSS during the evaluation (compilation included) - RSS before it.", "",
-                  "| framework | model | K | RSS before, MB | peak, MB | delta, MB | seconds |", "|---|---|---|---|---|---|---|"]
+                  "| framework | model | K | RSS before, MB | peak, MB | delta, MB | seconds |",
+                  "|---|---|---|---|---|---|---|"]
         for r in results["memory"]:
             if "error" in r:
                 lines.append(f"| {r['framework']} | {r['model']} | {r['samples']} | failed: {r['error']} | | | |")

@@ -6,6 +6,7 @@ import pytest
 
 from tfrecog._tf import keras, tf
 from tfrecog.models import SBN, VAE
+from tfrecog.models.base import _with_static_shape
 
 
 def small_vae():
@@ -80,3 +81,32 @@ def test_resident_copy_is_not_model_state(tmp_path, binary_data):
     function = model.train_function
     model.fit(binary_data[:200], batch_size=50, epochs=1, verbose=0)
     assert model.train_function is function
+
+
+def test_fused_step_has_static_shapes_under_xla(binary_data):
+    """The compiled fused step restates no shape at run time: `tf.ensure_shape` lowers to XLA's set-dimension-size,
+    which made XLA inline the sampler's random-number generator into every consumer (25% slower SBN steps)."""
+    model = SBN(event_size=12, latent_sizes=[4, 3], seed=0)
+    model.compile(steps_per_execution=3)
+    model.fit(binary_data, batch_size=50, epochs=1, verbose=0)
+    model._resident_data.hold(binary_data)
+    indices = tf.reshape(tf.range(150), [50, 3])
+    hlo = tf.function(model.train_step, jit_compile=True).experimental_get_compiler_ir(indices)(stage="hlo")
+    assert "rng-bit-generator" in hlo and "set-dimension-size" not in hlo
+
+
+def test_with_static_shape_checks_and_restates_shapes():
+    known = tf.zeros([4, 3])
+    assert _with_static_shape(known, [None, 3]) is known
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        _with_static_shape(known, [None, 5])
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def restated(x):
+        y = _with_static_shape(x, [None, 3])
+        assert y.shape.as_list() == [None, 3]
+        return y
+
+    assert restated(known).shape == (4, 3)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        restated(tf.zeros([4, 5]))

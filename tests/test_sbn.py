@@ -14,7 +14,13 @@ import pytest
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.evaluate import log_likelihood
 from tfrecog.models import SBN, BernoulliLayer
-from tfrecog.models.sbn import exact_elbo, exact_log_joint_table, exact_log_likelihood, latent_configurations
+from tfrecog.models.sbn import (
+    bernoulli_log_prob,
+    exact_elbo,
+    exact_log_joint_table,
+    exact_log_likelihood,
+    latent_configurations,
+)
 
 TINY = {
     "sbn1": dict(event_size=6, latent_sizes=[4]),
@@ -128,6 +134,23 @@ def test_autoregressive_samplers_draw_from_their_distributions():
         tf.random.stateless_uniform([n, 6], [1, 9]), tf.ones([n, 4]))[0].numpy(), 6)
     exact_x = np.exp(model.observation_layer.log_prob(all_binary(6), tf.ones([1, 4])).numpy())
     assert np.all(np.abs(x_freq - exact_x) < 5 * np.sqrt(exact_x * (1 - exact_x) / n) + 1e-4)
+
+
+@pytest.mark.parametrize("logits_shape", [(3, 5, 7), (5, 7), (7,)])
+def test_bernoulli_log_prob_is_the_tfp_density(logits_shape):
+    """The layers' fast log-density equals TFP's Independent(Bernoulli) log_prob, and so does its gradient, with the
+    logits broadcast against [K, B, U] values as in posterior sampling (shared context) and the top prior."""
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(0.0, 3.0, logits_shape), tf.float32)
+    value = tf.constant(rng.random((3, 5, 7)) < 0.4, tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        fast = bernoulli_log_prob(logits, value)
+        reference = tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 1).log_prob(value)
+    assert fast.shape == reference.shape == (3, 5)
+    np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(fast, logits).numpy(), tape.gradient(reference, logits).numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_encode_and_prior_are_tfp_distributions():

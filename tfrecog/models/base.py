@@ -251,15 +251,14 @@ class LatentVariableModel(keras.Model):
         if data.dtype.is_integer:
             # Row indices: each update gathers its own M rows from the resident array (no [M, S, D] block copies).
             rows = self._resident_data.rows
-            indices = tf.ensure_shape(data, [None, num_updates])
+            indices = _with_static_shape(data, [None, num_updates])
             minibatch = lambda s: tf.gather(rows, tf.gather(indices, s, axis=1))  # noqa: E731
         elif num_updates > 1:
             # Batch-major blocks, so that tf.distribute splits the examples of every minibatch, not the updates.
-            # (Shapes are restated: a retraced tf.function may have relaxed them to unknown rank.)
-            block = tf.ensure_shape(tf.cast(data, tf.float32), [None, num_updates, self.event_size])
+            block = _with_static_shape(tf.cast(data, tf.float32), [None, num_updates, self.event_size])
             minibatch = lambda s: tf.gather(block, s, axis=1)  # noqa: E731
         else:
-            batch = tf.ensure_shape(tf.cast(data, tf.float32), [None, self.event_size])
+            batch = _with_static_shape(tf.cast(data, tf.float32), [None, self.event_size])
             minibatch = lambda s: batch  # noqa: E731
         if num_updates == 1:
             self._update_trackers(self.train_update(minibatch(0)))
@@ -282,7 +281,7 @@ class LatentVariableModel(keras.Model):
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        x = tf.ensure_shape(tf.cast(x, tf.float32), [None, self.event_size])
+        x = _with_static_shape(tf.cast(x, tf.float32), [None, self.event_size])
         self._eval_counter.assign_add(1)
         seed = tf.stack([tf.constant(self.seed + 1, tf.int32), tf.convert_to_tensor(self._eval_counter.value)])
         loss, diagnostics = self.objective(x, seed)
@@ -291,7 +290,7 @@ class LatentVariableModel(keras.Model):
 
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        return self(tf.ensure_shape(tf.cast(x, tf.float32), [None, self.event_size]), training=False)
+        return self(_with_static_shape(tf.cast(x, tf.float32), [None, self.event_size]), training=False)
 
     def _build_for_training(self):
         """Creates every variable (networks, metrics, optimizer) outside the compiled loop."""
@@ -455,6 +454,24 @@ class LatentVariableModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _with_static_shape(tensor, shape):
+    """`tensor`, whose static shape is checked against `shape` (None: any size) and restated where it is unknown.
+
+    A tensor whose static shape already fixes every dimension that `shape` fixes is returned unchanged; only
+    otherwise (a retraced `tf.function` may have relaxed the shapes, up to unknown rank) does it go through
+    `tf.ensure_shape`, which also checks at run time. The distinction matters for speed: under XLA, `ensure_shape`
+    lowers to `set-dimension-size`, and a module with one of those is compiled differently; the random-number
+    generator of every sampling op was then inlined into each of its consumers, which made the fused SBN training
+    loop 25% slower (bench/SPEED_NOTES.md).
+    """
+    static = tensor.shape
+    if static.rank == len(shape) and all(
+        expected is None or static[axis] == expected for axis, expected in enumerate(shape)
+    ):
+        return tensor
+    return tf.ensure_shape(tensor, shape)
 
 
 def _without_autotuning(dataset):

@@ -21,6 +21,22 @@ def _sum(terms):
     return total
 
 
+def bernoulli_log_prob(logits, value):
+    """log p(value) = sum_j log Bernoulli(value_j; sigmoid(a_j)) = sum_j [value_j a_j - softplus(a_j)], over the last
+    axis; logits a and value broadcast against each other. Returns [...].
+
+    The density of `tfd.Independent(tfd.Bernoulli(logits=a), 1).log_prob(value)` (finite logits), written as
+    `-tf.nn.sigmoid_cross_entropy_with_logits`: one exp and one log1p per unit where TFP's form takes two softplus and
+    two `multiply_no_nan` selects, in the forward and the backward pass. Every SBN training step scores every layer
+    (and all D pixels) this way; the cheaper form made the fused XLA step 12% faster (bench/SPEED_NOTES.md).
+    """
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    value = tf.convert_to_tensor(value, tf.float32)
+    shape = tf.broadcast_dynamic_shape(tf.shape(logits), tf.shape(value))  # the loss op needs equal shapes
+    logits, value = tf.broadcast_to(logits, shape), tf.broadcast_to(value, shape)
+    return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=value, logits=logits), axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="tfrecog")
 class BernoulliLayer(keras.layers.Layer):
     """A layer of binary units h [..., units] given a context c: p(h | c) = prod_j Bernoulli(h_j; sigmoid(a_j)).
@@ -104,7 +120,7 @@ class BernoulliLayer(keras.layers.Layer):
 
     def log_prob(self, h, context=None):
         """log p(h | c) = sum_j log Bernoulli(h_j; sigmoid(a_j)), summed over the units: [...]."""
-        return tfd.Independent(tfd.Bernoulli(logits=self.logits(h, context), dtype=tf.float32), 1).log_prob(h)
+        return bernoulli_log_prob(self.logits(h, context), h)
 
     def distribution(self, context=None, batch_shape=None):
         """p(h | c) as a TFP distribution: `Independent(Bernoulli)`, or `Autoregressive` of those."""
@@ -391,7 +407,7 @@ class SBN(LatentVariableModel):
             noise = tf.random.stateless_uniform([num_samples, batch, self._latent_sizes[k]], seeds[k])
             h, logits = layer.sample(noise, context)
             h = tf.stop_gradient(h)
-            terms.append(tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 1).log_prob(h))
+            terms.append(bernoulli_log_prob(logits, h))
             samples.append(h)
             context = h
         return samples, terms

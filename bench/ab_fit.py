@@ -1,0 +1,87 @@
+"""A/B timing of `model.fit` across versions of tfrecog in one process, interleaved with the jax.jit reference.
+
+  python bench/ab_fit.py sbn|vae PACKAGE [PACKAGE ...] [--windows 5]
+
+Each PACKAGE is an importable copy of tfrecog under another name, e.g. the last commit as `tfrecog_old`:
+
+  mkdir -p /tmp/ab && git archive HEAD tfrecog | tar -x -C /tmp/ab && mv /tmp/ab/tfrecog /tmp/ab/tfrecog_old
+  grep -rl tfrecog /tmp/ab/tfrecog_old --include=*.py | xargs sed -i 's/\\btfrecog\\([._ ]\\)/tfrecog_old\\1/g'
+  PYTHONPATH=/tmp/ab python bench/ab_fit.py sbn tfrecog_old tfrecog
+
+(`tfrecog` itself is this checkout.) Candidates take turns in every timing window (`common.interleaved`), so the
+ratios of one run compare versions under the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    BATCH_SIZE,
+    EVENT_SIZE,
+    LEARNING_RATE,
+    NVIL_DECAY,
+    REPO,
+    SBN_BASELINE_HIDDEN,
+    SBN_LAYERS,
+    VAE_HIDDEN,
+    VAE_LATENT,
+    Candidate,
+    binary_data,
+    interleaved,
+)
+
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
+
+
+def fit_candidate(package: str, model_name: str, x):
+    """The benchmark's model (bench/tfrecog_bench.py) built from `package`; a unit is one epoch of `fit`."""
+    models = importlib.import_module(f"{package}.models")
+    keras = importlib.import_module(f"{package}._tf").keras
+    adam = lambda: keras.optimizers.Adam(LEARNING_RATE)  # noqa: E731
+    if model_name == "sbn":
+        model = models.SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
+                           signal_decay=NVIL_DECAY, seed=0)
+        model.compile(optimizer=adam(), baseline_optimizer=adam(), steps_per_execution=50)
+    else:
+        model = models.VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
+        model.compile(optimizer=adam(), steps_per_execution=50)
+
+    def run(epochs):
+        model.fit(x, batch_size=BATCH_SIZE, epochs=int(epochs), verbose=0, shuffle=True)
+
+    return Candidate(package, run, len(x))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", choices=("vae", "sbn"))
+    parser.add_argument("packages", nargs="+")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--window-seconds", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    import ref_jax as rj
+
+    x = binary_data(10000, seed=0)
+    candidates = [fit_candidate(package, args.model, x) for package in args.packages]
+    candidates.append(rj.training_candidate("jax.jit", args.model, x))
+    timings, failed = interleaved(candidates, args.windows, args.window_seconds)
+    best = timings.get("jax.jit", {}).get("median")
+    for name, row in timings.items():
+        ratio = f"  {row['median'] / best:.2f}x jax.jit" if best else ""
+        print(f"{args.model} {name:14s} {row['median']:9,.0f} examples/s [{row['min']:,.0f}-{row['max']:,.0f}]{ratio}")
+    for name, fail in failed.items():
+        print(f"{name}: FAILED {fail.error}")
+
+
+if __name__ == "__main__":
+    main()
