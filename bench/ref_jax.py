@@ -235,11 +235,12 @@ def _model(model_name):
     return sbn_init(jax.random.PRNGKey(0)), sbn_log_weights
 
 
-def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, batch_size: int | None = None):
+def evaluation_candidate(name: str, model_name: str, x_numpy, samples: int, batch_size: int | None = None,
+                         rows_per_chunk: int = ROWS_PER_CHUNK):
     """A unit is the IS estimate over the test points x (batches of `batch_size`, default all of x)."""
     batch_size = batch_size or len(x_numpy)
     params, log_weights = _model(model_name)
-    estimate = make_estimator(log_weights, samples, batch_size)
+    estimate = make_estimator(log_weights, samples, batch_size, rows_per_chunk)
     x = jnp.asarray(x_numpy)
     counter = [0]
 

@@ -1,5 +1,6 @@
 """Shared building blocks: MLPs, masked (autoregressive) dense layers, the rank-one Gaussian head."""
 
+from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import (
     GaussianHead,
     LinearOperatorRankOnePrecisionSqrt,
@@ -14,4 +15,5 @@ __all__ = [
     "LinearOperatorRankOnePrecisionSqrt",
     "MaskedDense",
     "MultivariateNormalRankOnePrecision",
+    "bernoulli_log_prob",
 ]

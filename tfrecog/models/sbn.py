@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd, tfp
 from tfrecog.estimators.nvil import NVILState, nvil
+from tfrecog.layers.bernoulli import bernoulli_log_prob  # defined there; still importable from here
 from tfrecog.layers.masked import MaskedDense
 from tfrecog.layers.mlp import MLP, initializer
 from tfrecog.models.base import LatentVariableModel
@@ -19,22 +20,6 @@ def _sum(terms):
     for term in terms[1:]:
         total = total + term
     return total
-
-
-def bernoulli_log_prob(logits, value):
-    """log p(value) = sum_j log Bernoulli(value_j; sigmoid(a_j)) = sum_j [value_j a_j - softplus(a_j)], over the last
-    axis; logits a and value broadcast against each other. Returns [...].
-
-    The density of `tfd.Independent(tfd.Bernoulli(logits=a), 1).log_prob(value)` (finite logits), written as
-    `-tf.nn.sigmoid_cross_entropy_with_logits`: one exp and one log1p per unit where TFP's form takes two softplus and
-    two `multiply_no_nan` selects, in the forward and the backward pass. Every SBN training step scores every layer
-    (and all D pixels) this way; the cheaper form made the fused XLA step 12% faster (bench/SPEED_NOTES.md).
-    """
-    logits = tf.convert_to_tensor(logits, tf.float32)
-    value = tf.convert_to_tensor(value, tf.float32)
-    shape = tf.broadcast_dynamic_shape(tf.shape(logits), tf.shape(value))  # the loss op needs equal shapes
-    logits, value = tf.broadcast_to(logits, shape), tf.broadcast_to(value, shape)
-    return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=value, logits=logits), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="tfrecog")
