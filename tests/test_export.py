@@ -26,6 +26,10 @@ from tfrecog._tf import keras, tf
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
+# fDARN's autoregressive visible layer: each of the 784 logits sums up to 500 + 783 weighted terms of magnitude ~1-10
+# (the latents and the preceding pixels), and Keras and ONNX Runtime add them in different orders; float32 rounding of
+# such sums differs by about sqrt(1283) * 6e-8 * 10 ~ 2e-5 (measured on the zoo's fDARNs: up to 1.6e-5).
+TOLERANCE_AUTOREGRESSIVE_VISIBLE = 5e-5
 
 
 runtime = import_runtime()
@@ -111,7 +115,7 @@ def exported(request, tmp_path_factory):
     return Exported(make_model(request.param), tmp_path_factory.mktemp(request.param))
 
 
-def assert_close(reference: dict, other: dict, what: str):
+def assert_close(reference: dict, other: dict, what: str, tolerance: float = TOLERANCE):
     assert set(other) == set(reference), f"{what}: outputs {sorted(other)}, expected {sorted(reference)}"
     for name, value in reference.items():
         got = np.asarray(other[name])
@@ -119,7 +123,7 @@ def assert_close(reference: dict, other: dict, what: str):
         value = np.asarray(value)
         error = np.abs(got - value) / np.maximum(1.0, np.abs(value))
         worst = float(error.max()) if got.size else 0.0
-        assert worst <= TOLERANCE, f"{what} {name}: max |a - b| / max(1, |b|) = {worst:.3g} > {TOLERANCE}"
+        assert worst <= tolerance, f"{what} {name}: max |a - b| / max(1, |b|) = {worst:.3g} > {tolerance}"
 
 
 def numpy_dict(outputs) -> dict:
@@ -156,8 +160,10 @@ def test_decoder_parity(exported, batch):
     as_list = list(exported.decoder.inputs) != ["z"]  # DLGM-style decoders take a list of per-layer latents
     model_input = z if as_list else z[0]
     keras_out = numpy_dict(exported.model.export_decoder_outputs(model_input))
-    assert_close(keras_out, numpy_dict(exported.decoder_sm.decode(model_input)), "SavedModel decoder")
-    assert_close(keras_out, exported.decoder(z if len(z) > 1 else z[0]), "ONNX Runtime decoder")
+    autoregressive = getattr(exported.model, "autoregressive_visible", False)
+    tolerance = TOLERANCE_AUTOREGRESSIVE_VISIBLE if autoregressive else TOLERANCE
+    assert_close(keras_out, numpy_dict(exported.decoder_sm.decode(model_input)), "SavedModel decoder", tolerance)
+    assert_close(keras_out, exported.decoder(z if len(z) > 1 else z[0]), "ONNX Runtime decoder", tolerance)
 
 
 def test_encoder_parity_real_data(exported):
@@ -168,6 +174,15 @@ def test_encoder_parity_real_data(exported):
             x = tfrecog.data.load("frey_faces", "test", data_dir=real_data_dir()).x
         except tfrecog.data.DatasetError as err:
             pytest.skip(f"frey_faces unavailable: {err}")
+        check_encoder_parity(exported, x)
+        return
+    if exported.model.event_size == 1995:
+        try:  # 20 Newsgroups word counts: the first 1000 test documents (needs the data folder)
+            from conftest import real_data_dir
+
+            x = tfrecog.data.load("20news", "test", data_dir=real_data_dir()).x[:1000]
+        except tfrecog.data.DatasetError as err:
+            pytest.skip(f"20news unavailable: {err}")
         check_encoder_parity(exported, x)
         return
     try:
@@ -206,7 +221,7 @@ def test_metadata_in_both_formats(exported):
         assert meta["output_names"] == [*model.export_outputs(tf.zeros([1, model.event_size])), *meta["sample_outputs"]]
         assert set(meta["renamed_outputs"]) <= set(meta["sample_outputs"])
         assert meta["preprocessing"].startswith(
-            {"bernoulli": "binarize", "gaussian": "scale to [0,1]"}[model.likelihood]
+            {"bernoulli": "binarize", "gaussian": "scale to [0,1]", "categorical": "bag of words"}[model.likelihood]
         )
         assert meta["tfrecog_version"] == tfrecog.__version__
         assert meta["git_commit"] == "unknown" or re.match(r"[0-9a-f]{40}", meta["git_commit"])
