@@ -86,3 +86,16 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_divergence_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    model, state = training.train(tiny_config(), run, verbose=0)
+    saved = (run / "checkpoints" / "last.weights.h5").read_bytes()
+    callback = training.RunCheckpoint(run, dict(state), every_seconds=0)
+    callback.set_model(model)
+    callback.on_epoch_end(2, {"loss": float("nan"), "val_elbo": float("nan")})
+    callback.on_train_end()
+    assert model.stop_training
+    assert (run / "checkpoints" / "last.weights.h5").read_bytes() == saved  # not overwritten by NaN weights
+    assert io.read_json(run / "checkpoints" / "state.json")["diverged_at_epoch"] == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._last_save = time.time()
         self._wall_at_start = float(state.get("wall_seconds", 0.0))
         self._epoch = state.get("epoch", 0)
+        self.diverged_at = None
 
     def _save(self, logs):
         self.state["epoch"] = self._epoch
@@ -141,8 +143,19 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._last_save = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._epoch = epoch + 1
         logs = logs or {}
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(loss):
+            # Diverged: keep the last finite checkpoint (never overwrite it with NaN weights) and stop, saying so.
+            self.diverged_at = epoch + 1
+            self.state["diverged_at_epoch"] = epoch + 1
+            io.write_json(self.dir / "state.json", self.state)
+            self.model.stop_training = True
+            warnings.warn(f"training loss is {loss} at epoch {epoch + 1}: stopped; the checkpoints keep the last "
+                          f"finite weights (epoch {self.state.get('epoch', 0)}), lower the learning rate to go on",
+                          RuntimeWarning, stacklevel=2)
+            return
+        self._epoch = epoch + 1
         over = self.max_seconds is not None and time.time() - self._start >= self.max_seconds
         val = logs.get("val_elbo")
         improved = val is not None and val > self.state.get("best_val_elbo", -np.inf)
@@ -152,6 +165,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        if self.diverged_at is not None:
+            return  # the weights in memory are not finite; the saved checkpoints are the last good ones
         if self.state.get("epoch") != self._epoch or not (self.dir / "last.weights.h5").exists():
             self._save({})
 
