@@ -51,7 +51,7 @@ case "$name" in
   dlgm-bmnist-2d)
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-2d --epochs 3000 \
       --set latent_sizes=[2] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
-      --set covariance=rank_one --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+      --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-frey)
     tfrecog train dlgm --dataset frey_faces --data-dir "$data" --run "$runs"/dlgm-frey --epochs 5000 \
       --set latent_sizes=[10,10] --set hidden_sizes=[200] --set recognition_hidden_sizes=[200] \
