@@ -28,15 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     EVENT_SIZE,
-    NVIL_DECAY,
     REPO,
     ROWS_PER_CHUNK,
-    SBN_BASELINE_HIDDEN,
-    SBN_LAYERS,
-    VAE_HIDDEN,
-    VAE_LATENT,
     Candidate,
     binary_data,
+    build_tfrecog_model,
     interleaved,
 )
 
@@ -45,13 +41,8 @@ if str(REPO) not in sys.path:
 
 
 def build_model(package: str, model_name: str):
-    """The benchmark's model (bench/tfrecog_bench.py) built from `package`."""
-    models = importlib.import_module(f"{package}.models")
-    if model_name == "sbn":
-        model = models.SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
-                           signal_decay=NVIL_DECAY, seed=0)
-    else:
-        model = models.VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
+    """The benchmark's model (bench/common.py) built from `package`."""
+    model = build_tfrecog_model(model_name, package)
     model.build((None, EVENT_SIZE))
     return model
 

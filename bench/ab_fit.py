@@ -25,17 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     BATCH_SIZE,
-    EVENT_SIZE,
     LEARNING_RATE,
-    NVIL_DECAY,
     REPO,
-    SBN_BASELINE_HIDDEN,
-    SBN_LAYERS,
-    VAE_HIDDEN,
-    VAE_LATENT,
     Candidate,
     binary_data,
+    build_tfrecog_model,
     interleaved,
+    print_against,
 )
 
 if str(REPO) not in sys.path:
@@ -43,16 +39,13 @@ if str(REPO) not in sys.path:
 
 
 def fit_candidate(package: str, model_name: str, x):
-    """The benchmark's model (bench/tfrecog_bench.py) built from `package`; a unit is one epoch of `fit`."""
-    models = importlib.import_module(f"{package}.models")
+    """The benchmark's model (bench/common.py) built from `package`; a unit is one epoch of `fit`."""
     keras = importlib.import_module(f"{package}._tf").keras
     adam = lambda: keras.optimizers.Adam(LEARNING_RATE)  # noqa: E731
+    model = build_tfrecog_model(model_name, package)
     if model_name == "sbn":
-        model = models.SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
-                           signal_decay=NVIL_DECAY, seed=0)
         model.compile(optimizer=adam(), baseline_optimizer=adam(), steps_per_execution=50)
     else:
-        model = models.VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
         model.compile(optimizer=adam(), steps_per_execution=50)
 
     def run(epochs):
@@ -75,12 +68,7 @@ def main(argv=None):
     candidates = [fit_candidate(package, args.model, x) for package in args.packages]
     candidates.append(rj.training_candidate("jax.jit", args.model, x))
     timings, failed = interleaved(candidates, args.windows, args.window_seconds)
-    best = timings.get("jax.jit", {}).get("median")
-    for name, row in timings.items():
-        ratio = f"  {row['median'] / best:.2f}x jax.jit" if best else ""
-        print(f"{args.model} {name:14s} {row['median']:9,.0f} examples/s [{row['min']:,.0f}-{row['max']:,.0f}]{ratio}")
-    for name, fail in failed.items():
-        print(f"{name}: FAILED {fail.error}")
+    print_against(args.model, timings, failed)
 
 
 if __name__ == "__main__":

@@ -217,3 +217,31 @@ def machine_info() -> dict:
                          "onnxruntime")
         },
     }
+
+
+def build_tfrecog_model(model_name: str, package: str = "tfrecog"):
+    """The benchmark's tfrecog model ('vae', 'sbn' or 'dlgm'), unbuilt, from `package` (a renamed copy for A/B runs):
+    VAE 784-500-20 (tanh), SGVB-B; SBN 200-200-200 with NVIL (every variance-reduction technique); DLGM with one layer
+    of 50 latents, rank-one recognition covariance, 200 tanh units both ways."""
+    import importlib
+
+    models = importlib.import_module(f"{package}.models")
+    if model_name == "vae":
+        return models.VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
+    if model_name == "sbn":
+        return models.SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
+                          signal_decay=NVIL_DECAY, seed=0)
+    if model_name == "dlgm":
+        return models.DLGM(EVENT_SIZE, latent_sizes=(50,), hidden_sizes=(200,), recognition_hidden_sizes=(200,),
+                           covariance="rank_one", seed=0)
+    raise ValueError(f"unknown benchmark model {model_name!r}: expected 'vae', 'sbn' or 'dlgm'")
+
+
+def print_against(model_name: str, timings: dict, failed: dict, reference: str = "jax.jit", unit: str = "examples/s"):
+    """One line per candidate: median [min-max] and its ratio to `reference`'s median, then the failures."""
+    best = timings.get(reference, {}).get("median")
+    for name, row in timings.items():
+        ratio = f"  {row['median'] / best:.2f}x {reference}" if best else ""
+        print(f"{model_name} {name:16s} {row['median']:9,.0f} {unit} [{row['min']:,.0f}-{row['max']:,.0f}]{ratio}")
+    for name, fail in failed.items():
+        print(f"{name}: FAILED {fail.error}")

@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BATCH_SIZE, Candidate, binary_data, interleaved  # noqa: E402
+from common import BATCH_SIZE, Candidate, binary_data, interleaved, print_against  # noqa: E402
 
 
 def main(argv=None):
@@ -58,12 +58,7 @@ def main(argv=None):
 
         candidates.append(rj.training_candidate("jax.jit", args.model, x))
     timings, failed = interleaved(candidates, args.windows, args.window_seconds)
-    best = timings.get("jax.jit", {}).get("median")
-    for name, row in timings.items():
-        ratio = f"  {row['median'] / best:.2f}x jax.jit" if best else ""
-        print(f"{args.model} {name:16s} {row['median']:9,.0f} examples/s [{row['min']:,.0f}-{row['max']:,.0f}]{ratio}")
-    for name, fail in failed.items():
-        print(f"{name}: FAILED {fail.error}")
+    print_against(args.model, timings, failed)
     if args.hlo_dir:
         Path(args.hlo_dir).mkdir(parents=True, exist_ok=True)
         path = Path(args.hlo_dir) / f"{args.model}_train_step.hlo"

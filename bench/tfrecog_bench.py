@@ -11,14 +11,10 @@ from common import (
     BATCH_SIZE,
     EVENT_SIZE,
     LEARNING_RATE,
-    NVIL_DECAY,
     REPO,
     ROWS_PER_CHUNK,
-    SBN_BASELINE_HIDDEN,
-    SBN_LAYERS,
-    VAE_HIDDEN,
-    VAE_LATENT,
     Candidate,
+    build_tfrecog_model,
 )
 
 # Measure the checkout these scripts belong to, not whatever tfrecog is installed (running `python bench/run.py` puts
@@ -29,25 +25,17 @@ if str(REPO) not in sys.path:
 
 def vae():
     """VAE 784-500-20 (tanh), Bernoulli decoder, SGVB estimator B (analytic KL), one sample."""
-    from tfrecog.models import VAE
-
-    return VAE(EVENT_SIZE, VAE_LATENT, (VAE_HIDDEN,), activation="tanh", estimator="sgvb_b", seed=0)
+    return build_tfrecog_model("vae")
 
 
 def sbn():
     """SBN 200-200-200 with affine conditionals, NVIL with every variance-reduction technique (the defaults)."""
-    from tfrecog.models import SBN
-
-    return SBN(EVENT_SIZE, SBN_LAYERS, estimator="nvil", baseline_hidden_size=SBN_BASELINE_HIDDEN,
-               signal_decay=NVIL_DECAY, seed=0)
+    return build_tfrecog_model("sbn")
 
 
 def dlgm():
     """DLGM with one layer of 50 latents, rank-one recognition covariance, 200 tanh hidden units both ways."""
-    from tfrecog.models import DLGM
-
-    return DLGM(EVENT_SIZE, latent_sizes=(50,), hidden_sizes=(200,), recognition_hidden_sizes=(200,),
-                covariance="rank_one", seed=0)
+    return build_tfrecog_model("dlgm")
 
 
 MODELS = {"vae": vae, "sbn": sbn, "dlgm": dlgm}
