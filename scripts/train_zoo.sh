@@ -48,6 +48,11 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-diag --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-rank1-iwae5|dlgm-bmnist-diag-iwae5)
+    cov=${name#dlgm-bmnist-}; cov=${cov%-iwae5}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --estimator iwae --samples 5 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-2d)
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-2d --epochs 3000 \
       --set latent_sizes=[2] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \

@@ -93,6 +93,9 @@ def test_distribution_api_shapes_and_consistency(settings):
     np.testing.assert_allclose(
         model.log_joint(x, xi).numpy(), (prior + model.decode(xi).log_prob(x)).numpy(), rtol=1e-5, atol=1e-5
     )
+    # the estimators' cheaper scoring (bernoulli_log_prob for Bernoulli pixels) is the same density
+    np.testing.assert_allclose(model.observation_log_prob(x, xi).numpy(), model.decode(xi).log_prob(x).numpy(),
+                               rtol=1e-5, atol=1e-4)
     states = model.generative_states(xi)
     assert [h.shape for h in states] == [(3, 5, 4), (3, 5, 3)]
     g_top = model.noise_matrices[1].numpy()

@@ -110,3 +110,47 @@ def test_with_static_shape_checks_and_restates_shapes():
     assert restated(known).shape == (4, 3)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
         restated(tf.zeros([4, 5]))
+
+
+def test_later_fit_reuses_the_index_stream_and_trains_on_its_own_array(binary_data):
+    """A second fit of the same shape reuses the cached index stream (whose seeded shuffles go on where the first fit
+    left them) and gathers from the new array: the resident rows during that fit are the new array, the result is
+    reproducible, and it differs from training on the first array again."""
+    other = 1.0 - binary_data  # same shape, different values
+
+    class SeenRows(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.rows = self.model._resident_data.rows.numpy()
+
+    def two_fits(second):
+        keras.utils.set_random_seed(0)
+        model = small_vae()
+        model.compile(steps_per_execution=3, optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(binary_data, batch_size=50, epochs=1, verbose=0)
+        first_stream, seen = model._resident_data.stream, SeenRows()
+        model.fit(second, batch_size=50, epochs=2, verbose=0, callbacks=[seen])
+        assert model._resident_data.stream is first_stream
+        np.testing.assert_array_equal(seen.rows, second)
+        return model.get_weights()
+
+    runs = [two_fits(other), two_fits(other), two_fits(binary_data)]
+    for a, b in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(a, b)
+    assert max(np.abs(a - b).max() for a, b in zip(runs[0], runs[2])) > 1e-3
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN or inf"), (np.inf, "NaN or inf"), (0.5, "binary"),
+                                          (-0.0, None), (1.0, None)])
+def test_bernoulli_input_check_finds_one_bad_value_in_any_block(bad, message):
+    """The 0/1 check runs in row blocks: one bad entry in the last row of a later block is still found, with the
+    message that names its kind; -0.0 and 1.0 are valid."""
+    from tfrecog.models.base import InputError
+
+    model = VAE(event_size=7, latent_size=2, hidden_sizes=(4,))
+    x = np.zeros((1000, 7), np.float32)
+    x[777, 6] = bad
+    if message is None:
+        assert model.check_input(x) is not None
+    else:
+        with pytest.raises(InputError, match=message):
+            model.check_input(x)

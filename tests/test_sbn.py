@@ -348,3 +348,32 @@ def test_mirrored_strategy_on_two_logical_cpus():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["sbn2", "fdarn2", "categorical"])
+@pytest.mark.parametrize("num_samples", [3, 40, 41])
+def test_blocked_importance_weights_equal_the_generic_formulation(name, num_samples, monkeypatch):
+    """SBN.log_importance_weights samples and scores blocks of SCORING_BLOCK_ROWS rows (speed); for a fixed seed it
+    gives log p(x, h) - log q(h | x) with h from sample_posterior, the draws included (K = 3: one block, 40: even
+    blocks, 41: a padded block), eagerly and under XLA."""
+    from tfrecog.models import sbn as sbn_module
+    from tfrecog.models.base import LatentVariableModel
+
+    monkeypatch.setattr(sbn_module, "SCORING_BLOCK_ROWS", 25)  # 5 samples of the 5 examples per block
+    rng = np.random.default_rng(1)
+    if name == "categorical":
+        model = SBN(event_size=7, latent_sizes=[3, 2], likelihood="categorical", seed=1)
+        x = tf.constant(rng.integers(0, 3, size=(5, 7)).astype(np.float32))
+    else:
+        model = tiny_model(name)
+        x = tf.constant((rng.random((5, 5)) < 0.3).astype(np.float32))
+    seed = tf.constant([4, 2])
+    samples, log_q = model.sample_posterior(x, num_samples, seed)
+    generic = model.log_joint(x, samples) - log_q
+    blocked = model.log_importance_weights(x, num_samples, seed)
+    assert blocked.shape == (num_samples, 5)
+    np.testing.assert_allclose(blocked, generic, rtol=1e-5, atol=1e-4)
+    compiled_generic = tf.function(lambda x, seed: LatentVariableModel.log_importance_weights(
+        model, x, num_samples, seed), jit_compile=True, autograph=False)
+    compiled_blocked = tf.function(model.log_importance_weights, jit_compile=True, autograph=False)
+    np.testing.assert_allclose(compiled_blocked(x, num_samples, seed), compiled_generic(x, seed), rtol=1e-5, atol=1e-4)

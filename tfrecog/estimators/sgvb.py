@@ -12,8 +12,9 @@ def sgvb(model, x, seed, num_samples: int = 1, analytic_kl: bool = True):
       B:  L(x) ~= -KL(q(z | x) || p(z)) + 1/L sum_l log p(x | z_l)
 
     Args:
-      model: exposes `encode(x) -> q(z | x)`, `decode(z) -> p(x | z)` and `prior() -> p(z)` as TFP distributions;
-        q must be reparameterised.
+      model: exposes `encode(x) -> q(z | x)`, `decode(z) -> p(x | z)` and `prior() -> p(z)` as TFP distributions
+        (q reparameterised), and `observation_log_prob(x, z)`, the density of `decode(z)` at x
+        (`LatentVariableModel`'s default is `decode(z).log_prob(x)`; families override it with a cheaper form).
       x: float32 [B, D] batch.
       seed: stateless seed, int32 [2].
       num_samples: L.
@@ -25,7 +26,7 @@ def sgvb(model, x, seed, num_samples: int = 1, analytic_kl: bool = True):
     posterior = model.encode(x)
     prior = model.prior()
     z = posterior.sample(num_samples, seed=seed)  # [L, B, d]
-    reconstruction = tf.reduce_mean(model.decode(z).log_prob(x), axis=0)  # [B]
+    reconstruction = tf.reduce_mean(model.observation_log_prob(x, z), axis=0)  # [B], log p(x | z) = decode(z) at x
     if analytic_kl:
         kl = tfd.kl_divergence(posterior, prior)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import MLP
+from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
 from tfrecog.models.base import LatentVariableModel
 
@@ -226,9 +227,16 @@ class DLGM(LatentVariableModel):
         xi = q.sample(num_samples, seed=seed)
         return xi, q.log_prob(xi)
 
+    def observation_log_prob(self, x, xi):
+        """log p(x | xi) [...]: Bernoulli pixels scored by `bernoulli_log_prob` on the logits (the density of
+        `decode(xi)` with one exp and one log1p per pixel), Gaussian pixels by `decode(xi).log_prob`."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_prob(self._observation_parameters(self._check_latents(xi))[0], x)
+        return self.decode(xi).log_prob(x)
+
     def log_joint(self, x, xi):
         xi = self._check_latents(xi)
-        return self.prior().log_prob(xi) + self.decode(xi).log_prob(x)
+        return self.prior().log_prob(xi) + self.observation_log_prob(x, xi)
 
     def recognition_log_prob(self, x, xi):
         return self.encode(x).log_prob(self._check_latents(xi))

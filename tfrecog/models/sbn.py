@@ -12,6 +12,8 @@ from tfrecog.layers.mlp import MLP, initializer
 from tfrecog.models.base import LatentVariableModel
 
 ESTIMATORS = ("nvil", "wake_sleep")
+# `log_importance_weights` scores the K x B samples in blocks of about this many rows (see there).
+SCORING_BLOCK_ROWS = 1024
 
 
 def _sum(terms):
@@ -355,7 +357,10 @@ class SBN(LatentVariableModel):
         return self.observation_layer.distribution(h1)
 
     def observation_log_prob(self, x, h1):
-        """log p(x | h_1) [...]: Bernoulli pixels, or sum_w x_w log softmax(logits)_w for word counts."""
+        """log p(x | h_1) [...]: Bernoulli pixels, or sum_w x_w log softmax(logits)_w for word counts (h_1, or the
+        list of every layer's samples)."""
+        if isinstance(h1, (list, tuple)):
+            h1 = self._layers_of(h1)[0]
         if self.likelihood == "categorical":
             # Word-sequence probability (see the class docstring): no TFP distribution is this density; it is
             # the Multinomial's log_prob without the log multinomial coefficient.
@@ -422,6 +427,43 @@ class SBN(LatentVariableModel):
 
     def log_joint(self, x, h):
         return _sum(self.log_joint_terms(x, h))
+
+    def log_importance_weights(self, x, num_samples, seed):
+        """log w_k = log p(x, h_k) - log q(h_k | x), h_k ~ q(h | x), k = 1..K; returns [K, B].
+
+        The same uniform draws and values as `sample_posterior` + `log_joint`, but when there are more than
+        `SCORING_BLOCK_ROWS` rows (samples x examples), the draws are split into blocks of about that many rows,
+        each sampled through the layers and scored in turn (`tf.map_fn`; a while loop under XLA), so that the
+        intermediates of the importance-sampled evaluation stay in cache.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        batch = x.shape[0]
+        samples_per_block = max(1, SCORING_BLOCK_ROWS // batch) if batch else None
+        if samples_per_block is None or not isinstance(num_samples, int) or num_samples <= samples_per_block:
+            samples, log_q = self.sample_posterior(x, num_samples, seed)
+            return self.log_joint(x, samples) - log_q
+        num_blocks = -(-num_samples // samples_per_block)
+        samples_per_block = -(-num_samples // num_blocks)  # equal blocks: at most num_blocks - 1 padded samples
+        padding = num_blocks * samples_per_block - num_samples  # padded draws are scored and then dropped
+        seeds = tfp.random.split_seed(seed, self.num_layers)
+        noise = []
+        for k, size in enumerate(self._latent_sizes):  # the draws of `sample_posterior_terms`
+            u = tf.random.stateless_uniform([num_samples, batch, size], seeds[k])
+            u = tf.pad(u, [[0, padding], [0, 0], [0, 0]], constant_values=0.5)
+            noise.append(tf.reshape(u, [num_blocks, samples_per_block, batch, size]))
+
+        def score(block):
+            context, samples, log_q = x, [], 0.0
+            for layer, u in zip(self.inference_layers, block, strict=True):
+                h, logits = layer.sample(u, context)
+                h = tf.stop_gradient(h)
+                log_q += bernoulli_log_prob(logits, h)
+                samples.append(h)
+                context = h
+            return self.log_joint(x, samples) - log_q
+
+        log_w = tf.map_fn(score, noise, fn_output_signature=tf.TensorSpec([samples_per_block, batch], tf.float32))
+        return tf.reshape(log_w, [num_blocks * samples_per_block, batch])[:num_samples]
 
     def sample_joint(self, num_examples, seed):
         """Ancestral sampling: h_L ~ p(h_L), h_l ~ p(h_l | h_{l+1}), x ~ p(x | h_1); returns (x [n, D], [h_l])."""
