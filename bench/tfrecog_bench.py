@@ -4,7 +4,6 @@ loop of `compile()`'s defaults) and evaluated by `tfrecog.evaluate.log_likelihoo
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from common import (
@@ -63,39 +62,10 @@ def training_candidate(name: str, model_name: str, x, steps_per_execution: int =
                      f"steps_per_execution={steps_per_execution})")
 
 
-@contextlib.contextmanager
-def cached_estimator():
-    """Prototype of a proposed change to `tfrecog.evaluate`: keep the compiled per-batch estimator between calls.
-
-    `log_likelihood` builds a new `tf.function` (and so a new XLA compilation) on every call; caching it per
-    (model, batch_size, K, chunk, jit_compile) makes repeated evaluations (validation every epoch, benchmarks)
-    pay the compilation once.
-    """
-    from tfrecog import evaluate
-
-    original = evaluate._batch_estimator
-
-    def cached(model, batch_size, samples, chunk, jit_compile):
-        key = (batch_size, samples, chunk, jit_compile)
-        store = _ESTIMATORS.setdefault(id(model), {})
-        if key not in store:
-            store[key] = original(model, batch_size, samples, chunk, jit_compile)
-        return store[key]
-
-    evaluate._batch_estimator = cached
-    try:
-        yield
-    finally:
-        evaluate._batch_estimator = original
-
-
-_ESTIMATORS: dict = {}
-
-
 def evaluation_candidate(name: str, model_name: str, x, samples: int, rows_per_chunk: int = ROWS_PER_CHUNK,
-                         batch_size: int = BATCH_SIZE, model=None, cache: bool = False, note: str = ""):
-    """A unit is `log_likelihood(model, x, samples=K)` over the test points x (with `cache`, the proposed
-    compiled-estimator cache is switched on during the call)."""
+                         batch_size: int = BATCH_SIZE, model=None, note: str = ""):
+    """A unit is `log_likelihood(model, x, samples=K)` over the test points x (its compiled estimator is cached per
+    model by `tfrecog.evaluate`, so the warm-up pays the compilation)."""
     from tfrecog.evaluate import log_likelihood
 
     model = model if model is not None else MODELS[model_name]()
@@ -103,14 +73,12 @@ def evaluation_candidate(name: str, model_name: str, x, samples: int, rows_per_c
     counter = [0]
 
     def run(units):
-        with cached_estimator() if cache else contextlib.nullcontext():
-            for _ in range(int(units)):
-                counter[0] += 1
-                log_likelihood(model, x, samples=samples, batch_size=batch_size, rows_per_chunk=rows_per_chunk,
-                               seed=counter[0])
+        for _ in range(int(units)):
+            counter[0] += 1
+            log_likelihood(model, x, samples=samples, batch_size=batch_size, rows_per_chunk=rows_per_chunk,
+                           seed=counter[0])
 
-    note = note or ("log_likelihood, compiled estimator cached between calls (proposed)" if cache
-                    else "log_likelihood as shipped (caches its compiled estimator per model since commit 73f78d2)")
+    note = note or "log_likelihood (its compiled estimator is cached per model)"
     return Candidate(name, run, len(x), note)
 
 

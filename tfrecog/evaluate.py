@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 
 from tfrecog._tf import tf
+from tfrecog.layers import random
 
 __all__ = ["LogLikelihood", "log_likelihood", "perplexity", "DEFAULT_ROWS_PER_CHUNK"]
 
@@ -71,6 +72,10 @@ def _make_batch_estimator(model, samples: int, chunk: int, jit_compile: bool):
 
     def estimate(x, seed):
         """Running logsumexp over chunks: log (1/K) sum_k w_k and the mean of log w_k, both [B]."""
+        with random.xla_random(jit_compile):  # XLA's fast generator where compiled (tfrecog.layers.random)
+            return _estimate(x, seed)
+
+    def _estimate(x, seed):
         seeds = tf.random.experimental.stateless_split(seed, num_chunks + 1)
 
         def body(i, running_max, running_sum, log_w_sum):

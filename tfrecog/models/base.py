@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from tfrecog._tf import keras, tf, tfp
+from tfrecog.layers import random
 
 LIKELIHOODS = ("bernoulli", "gaussian", "categorical")
 
@@ -244,6 +245,11 @@ class LatentVariableModel(keras.Model):
         for name, value in logs.items():
             self._metric(name).update_state(value)
 
+    def _traced_for_xla(self) -> bool:
+        """Whether the step being traced runs under XLA (Keras's compiled train/test function), which lets sampling
+        use XLA's fast ThreeFry generator (`tfrecog.layers.random`)."""
+        return bool(self.jit_compile) and not self.run_eagerly and not tf.executing_eagerly()
+
     def train_step(self, data):
         """S = `steps_per_execution` parameter updates (one per minibatch) in one call; returns the metrics.
 
@@ -253,6 +259,10 @@ class LatentVariableModel(keras.Model):
         the diagnostics are summed in loop variables; the trackers are updated once per call with their mean over
         the S updates and weight S, which gives the same running means as updating them after every update.
         """
+        with random.xla_random(self._traced_for_xla()):
+            return self._train_step(data)
+
+    def _train_step(self, data):
         data = data[0] if isinstance(data, (tuple, list)) else data
         num_updates = self._fused_mode
         if data.dtype.is_integer:
@@ -287,6 +297,10 @@ class LatentVariableModel(keras.Model):
         return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
 
     def test_step(self, data):
+        with random.xla_random(self._traced_for_xla()):
+            return self._test_step(data)
+
+    def _test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         x = _with_static_shape(tf.cast(x, tf.float32), [None, self.event_size])
         self._eval_counter.assign_add(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd, tfp
 from tfrecog.estimators.nvil import NVILState, nvil
+from tfrecog.layers import random
 from tfrecog.layers.bernoulli import bernoulli_log_prob  # defined there; still importable from here
 from tfrecog.layers.masked import MaskedDense
 from tfrecog.layers.mlp import MLP, initializer
@@ -394,7 +395,7 @@ class SBN(LatentVariableModel):
         batch = tf.shape(x)[0]
         context, samples, terms = x, [], []
         for k, layer in enumerate(self.inference_layers):
-            noise = tf.random.stateless_uniform([num_samples, batch, self._latent_sizes[k]], seeds[k])
+            noise = random.uniform([num_samples, batch, self._latent_sizes[k]], seeds[k])
             h, logits = layer.sample(noise, context)
             h = tf.stop_gradient(h)
             terms.append(bernoulli_log_prob(logits, h))
@@ -448,7 +449,7 @@ class SBN(LatentVariableModel):
         seeds = tfp.random.split_seed(seed, self.num_layers)
         noise = []
         for k, size in enumerate(self._latent_sizes):  # the draws of `sample_posterior_terms`
-            u = tf.random.stateless_uniform([num_samples, batch, size], seeds[k])
+            u = random.uniform([num_samples, batch, size], seeds[k])
             u = tf.pad(u, [[0, padding], [0, 0], [0, 0]], constant_values=0.5)
             noise.append(tf.reshape(u, [num_blocks, samples_per_block, batch, size]))
 
@@ -469,7 +470,7 @@ class SBN(LatentVariableModel):
         """Ancestral sampling: h_L ~ p(h_L), h_l ~ p(h_l | h_{l+1}), x ~ p(x | h_1); returns (x [n, D], [h_l])."""
         seeds = tfp.random.split_seed(seed, self.num_layers + 1)
         n = num_examples
-        uniform = lambda size, s: tf.random.stateless_uniform(tf.stack([n, size]), s)  # noqa: E731
+        uniform = lambda size, s: random.uniform(tf.stack([n, size]), s)  # noqa: E731
         h_top, _ = self.prior_layer.sample(uniform(self._latent_sizes[-1], seeds[-1]))
         samples = [h_top]
         for k in reversed(range(self.num_layers - 1)):

@@ -1,0 +1,71 @@
+"""Milliseconds per call of the pieces of the SBN's importance-sampled evaluation under XLA:CPU, one chunk of
+20,000 rows (1,000 samples x 20 test points): the matmuls, the Bernoulli log-densities and the random draws by
+each stateless generator. This is the measurement behind `tfrecog.layers.random` (bench/SPEED_NOTES.md, round 3).
+
+  python bench/xla_ops.py [--rows 20000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+
+    from tfrecog._tf import tf
+
+    rows, rng = args.rows, np.random.default_rng(0)
+    h = tf.constant((rng.random((rows, 200)) < 0.5).astype(np.float32))
+    x = tf.constant((rng.random((rows, 784)) < 0.13).astype(np.float32))
+    w_out = tf.constant(rng.normal(scale=0.1, size=(200, 784)).astype(np.float32))
+    w_mid = tf.constant(rng.normal(scale=0.1, size=(200, 200)).astype(np.float32))
+    u = tf.constant(rng.random((rows, 200)).astype(np.float32))
+    seed, shape = tf.constant([1, 2]), [rows, 200]
+
+    def bernoulli_log_prob(logits, values):
+        return -tf.nn.sigmoid_cross_entropy_with_logits(labels=values, logits=logits)
+
+    ops = {
+        "matmul [rows,200]x[200,784]": lambda: tf.reduce_sum(h @ w_out),
+        "matmul [rows,200]x[200,200]": lambda: tf.reduce_sum(h @ w_mid),
+        "decoder log p(x|h), 784 pixels (incl. matmul)": lambda: tf.reduce_sum(bernoulli_log_prob(h @ w_out, x)),
+        "latent layer: sample + log q, 200 units (incl. matmul)": lambda: tf.reduce_sum(bernoulli_log_prob(
+            h @ w_mid, tf.cast(u < tf.sigmoid(h @ w_mid), tf.float32))),
+        "uniform [rows,200], default generator": lambda: tf.reduce_sum(tf.random.stateless_uniform(shape, seed)),
+        "uniform [rows,200], alg='philox'": lambda: tf.reduce_sum(
+            tf.random.stateless_uniform(shape, seed, alg="philox")),
+        "uniform [rows,200], alg='threefry'": lambda: tf.reduce_sum(
+            tf.random.stateless_uniform(shape, seed, alg="threefry")),
+        "normal [rows,200], default generator": lambda: tf.reduce_sum(tf.random.stateless_normal(shape, seed)),
+        "normal [rows,200], alg='threefry'": lambda: tf.reduce_sum(
+            tf.random.stateless_normal(shape, seed, alg="threefry")),
+    }
+    print(f"XLA:CPU, {rows} rows; best of {args.repeats} x 10 calls")
+    for name, fn in ops.items():
+        compiled = tf.function(fn, jit_compile=True)
+        compiled().numpy()  # compile
+        best = float("inf")
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            for _ in range(10):
+                result = compiled()
+            result.numpy()
+            best = min(best, (time.perf_counter() - started) / 10)
+        print(f"{name:55s} {best * 1e3:8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
