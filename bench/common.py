@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# Every bench script measures the checkout it belongs to, never an installed copy of tfrecog: `python bench/x.py` puts
+# bench/, not the repository, on sys.path, and the first `import tfrecog` (even for the CPU name) would otherwise
+# bind the installed package for the whole run.
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
 
 # The workloads (the same for every framework).
 EVENT_SIZE = 784
@@ -203,7 +208,11 @@ def machine_info() -> dict:
         load = os.getloadavg()
     except OSError:
         load = None
+    import tfrecog
+    from tfrecog.io import git_commit
+
     return {
+        "tfrecog": {"path": str(Path(tfrecog.__file__).parent), "commit": git_commit()},
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

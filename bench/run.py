@@ -270,6 +270,7 @@ def markdown(results):
         f"Machine: {m['cpu']}, {m['cores']} cores (affinity {m['affinity']}), SIMD {', '.join(m['simd'])}, "
         f"Python {m['python']}, load average at start {', '.join(f'{v:.1f}' for v in m['load_average_at_start'])} "
         "(a shared machine: other jobs were running; compare ratios within this run, not absolute numbers).  ",
+        f"tfrecog measured: `{m['tfrecog']['path']}` at commit {m['tfrecog']['commit'][:12]}.  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".  ",
         f"Environment: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; torch threads = {s.get('torch_threads')}.",
         "",

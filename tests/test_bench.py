@@ -25,6 +25,8 @@ def test_quick_suite_writes_every_row(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["errors"] == []
     assert results["machine"]["cpu"] and results["machine"]["versions"]["tensorflow"]
+    # the suite times this checkout's tfrecog, not an installed copy (which once hid a week of changes)
+    assert Path(results["machine"]["tfrecog"]["path"]).resolve() == REPO / "tfrecog"
     for model in ("vae", "sbn", "dlgm"):
         assert results["training"][model]["tfrecog"]["median"] > 0
     for model in ("vae", "sbn"):

@@ -70,3 +70,48 @@ def test_xla_and_kernel_generators_give_the_same_estimate_statistically():
     for jit in (True, False):
         est = log_likelihood(model, x, samples=20000, batch_size=4, jit_compile=jit, seed=5).per_example
         np.testing.assert_allclose(est, exact, atol=0.02)
+
+
+def _rank_one():
+    from tfrecog.layers import MultivariateNormalRankOnePrecision
+
+    return MultivariateNormalRankOnePrecision(
+        loc=tf.constant([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]]), log_scale=tf.constant([[0.1, -0.2, 0.3], [0.0, 0.2, -0.1]]),
+        rank_one=tf.constant([[0.5, 1.0, -0.7], [0.3, -0.2, 0.9]]))
+
+
+def test_sample_is_the_distributions_affine_map_of_normal_draws():
+    """Outside XLA: loc + scale.matvec(eps) with eps = stateless_normal(seed) (Philox), for the diagonal and the
+    rank-one Gaussian; a joint distribution samples each component with its part of the split seed; other
+    distributions fall back to their own sample."""
+    from tfrecog._tf import tfd
+
+    seed = tf.constant([3, 4])
+    diag = tfd.MultivariateNormalDiag(loc=[[0.5, -1.0]], scale_diag=[[2.0, 0.1]])
+    for q in (diag, _rank_one()):
+        eps = tf.random.stateless_normal([5, *q.batch_shape, *q.event_shape], seed, alg="philox")
+        np.testing.assert_allclose(random.sample(q, 5, seed), q.loc + q.scale.matvec(eps), rtol=1e-6, atol=1e-6)
+    joint = tfd.JointDistributionSequential([diag, _rank_one()])
+    parts = random.sample(joint, 4, seed)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    np.testing.assert_array_equal(parts[0], random.sample(diag, 4, seeds[0]))
+    assert [p.shape for p in parts] == [(4, 1, 2), (4, 2, 3)]
+    bern = tfd.Bernoulli(probs=[0.2, 0.7])
+    np.testing.assert_array_equal(random.sample(bern, 3, seed), bern.sample(3, seed=seed))
+
+
+def test_threefry_gaussian_draws_have_the_distributions_moments():
+    """Under XLA with ThreeFry, 100,000 draws of the rank-one Gaussian have its mean and dense covariance
+    (C = (D + u u^T)^-1) within Monte-Carlo error."""
+    q = _rank_one()
+
+    @tf.function(jit_compile=True)
+    def draw(seed):
+        with random.xla_random(True):
+            return random.sample(q, 100000, seed)
+
+    draws = draw(tf.constant([5, 6])).numpy()
+    covariance = q.covariance().numpy()
+    for b in range(2):
+        np.testing.assert_allclose(draws[:, b].mean(0), q.loc.numpy()[b], atol=5 * np.sqrt(covariance[b].max() / 1e5))
+        np.testing.assert_allclose(np.cov(draws[:, b].T), covariance[b], atol=0.03)

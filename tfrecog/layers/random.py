@@ -4,7 +4,8 @@
 draws [20000, 200] uniforms in 50-65 ms; the ThreeFry generator, which only XLA implements, draws them in 7 ms on the
 same machine (bench/SPEED_NOTES.md, round 3). TensorFlow's own (non-XLA) kernels reject ThreeFry. So the library's
 compiled paths (the fused training step under `jit_compile=True`, `tfrecog.evaluate`'s estimator) trace their
-sampling inside `xla_random(True)`, and `uniform` picks ThreeFry there and Philox everywhere else. A seed gives
+sampling inside `xla_random(True)`, and `uniform`, `normal` and `sample` pick ThreeFry there and Philox everywhere
+else. A seed gives
 reproducible draws for each of the two generators, not the same draws under both (XLA's Philox already differed
 from the kernels' before this).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
-from tfrecog._tf import tf
+from tfrecog._tf import tf, tfd
 
 _COMPILED = contextvars.ContextVar("tfrecog_xla_random", default=False)
 
@@ -37,3 +38,30 @@ def algorithm() -> str:
 def uniform(shape, seed):
     """U[0, 1) draws of `shape` from the stateless seed (int32 [2]), by the generator of `algorithm()`."""
     return tf.random.stateless_uniform(shape, seed, alg=algorithm())
+
+
+def normal(shape, seed):
+    """N(0, 1) draws of `shape` from the stateless seed (int32 [2]), by the generator of `algorithm()`."""
+    return tf.random.stateless_normal(shape, seed, alg=algorithm())
+
+
+def sample(distribution, num_samples: int, seed):
+    """`distribution.sample(num_samples, seed=seed)` for the library's Gaussians, with the generator of `algorithm()`.
+
+    A `tfd.MultivariateNormalLinearOperator` (diagonal, rank-one precision, ...) is sampled through its own affine
+    map, x = loc + scale.matvec(eps) with eps ~ N(0, I) drawn by `normal` (reparameterised, as TFP's `sample`); a
+    `tfd.JointDistributionSequential` of such independent components samples each with its own part of the seed.
+    Any other distribution falls back to its own `sample` (TFP's generator). Returns [num_samples, *batch, *event]
+    (a list of those for a joint distribution).
+    """
+    if isinstance(distribution, tfd.JointDistributionSequential) and not any(
+        callable(part) and not isinstance(part, tfd.Distribution) for part in distribution.model
+    ):
+        seeds = tf.random.experimental.stateless_split(seed, len(distribution.model))
+        return [sample(part, num_samples, seeds[i]) for i, part in enumerate(distribution.model)]
+    if isinstance(distribution, tfd.MultivariateNormalLinearOperator):
+        shape = tf.concat([[num_samples], distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0)
+        eps = normal(shape, seed)
+        draws = distribution.scale.matvec(eps)
+        return draws if distribution.loc is None else distribution.loc + draws
+    return distribution.sample(num_samples, seed=seed)

@@ -7,7 +7,7 @@ whole model is trained by stochastic backpropagation on the free energy (the pap
 from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd
-from tfrecog.layers import MLP
+from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
 from tfrecog.models.base import LatentVariableModel
@@ -224,7 +224,7 @@ class DLGM(LatentVariableModel):
 
     def sample_posterior(self, x, num_samples, seed):
         q = self.encode(x)
-        xi = q.sample(num_samples, seed=seed)
+        xi = random.sample(q, num_samples, seed)  # q.sample, by the generator suited to the trace
         return xi, q.log_prob(xi)
 
     def observation_log_prob(self, x, xi):

@@ -6,7 +6,7 @@ Trained by SGVB (A or B), the importance-weighted bound or wake-sleep, chosen by
 from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd
-from tfrecog.layers import MLP
+from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.models.base import LatentVariableModel
 
@@ -106,7 +106,7 @@ class VAE(LatentVariableModel):
 
     def sample_posterior(self, x, num_samples, seed):
         q = self.encode(x)
-        z = q.sample(num_samples, seed=seed)
+        z = random.sample(q, num_samples, seed)  # q.sample, by the generator suited to the trace
         return z, q.log_prob(z)
 
     def observation_log_prob(self, x, z):
@@ -133,7 +133,7 @@ class VAE(LatentVariableModel):
         XLA) when there are more rows than that, so scoring many samples keeps its intermediates in cache.
         """
         q = self.encode(x)
-        z = q.sample(num_samples, seed=seed)  # [K, B, latent]
+        z = random.sample(q, num_samples, seed)  # [K, B, latent]
         log_w = self.prior().log_prob(z) - q.log_prob(z)
         batch = z.shape[1]
         samples_per_block = max(1, DECODER_BLOCK_ROWS // batch) if batch else None
