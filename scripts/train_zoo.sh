@@ -48,7 +48,7 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-diag --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-rank1-iwae5|dlgm-bmnist-diag-iwae5)
+  dlgm-bmnist-rank1-iwae5|dlgm-bmnist-diag-iwae5)  # experiment (IWAE k=5), not in the zoo: see README, DLGM
     cov=${name#dlgm-bmnist-}; cov=${cov%-iwae5}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
