@@ -76,7 +76,8 @@ def _rank_one():
     from tfrecog.layers import MultivariateNormalRankOnePrecision
 
     return MultivariateNormalRankOnePrecision(
-        loc=tf.constant([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]]), log_scale=tf.constant([[0.1, -0.2, 0.3], [0.0, 0.2, -0.1]]),
+        loc=tf.constant([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]]),
+        log_scale=tf.constant([[0.1, -0.2, 0.3], [0.0, 0.2, -0.1]]),
         rank_one=tf.constant([[0.5, 1.0, -0.7], [0.3, -0.2, 0.9]]))
 
 
