@@ -1,13 +1,12 @@
 """Stateless random draws whose generator suits where they are traced.
 
-`tf.random.stateless_uniform` with TensorFlow's default generator (Philox) compiles under XLA:CPU into code that
-draws [20000, 200] uniforms in 50-65 ms; the ThreeFry generator, which only XLA implements, draws them in 7 ms on the
-same machine (bench/SPEED_NOTES.md, round 3). TensorFlow's own (non-XLA) kernels reject ThreeFry. So the library's
-compiled paths (the fused training step under `jit_compile=True`, `tfrecog.evaluate`'s estimator) trace their
-sampling inside `xla_random(True)`, and `uniform`, `normal` and `sample` pick ThreeFry there and Philox everywhere
-else. A seed gives
-reproducible draws for each of the two generators, not the same draws under both (XLA's Philox already differed
-from the kernels' before this).
+Under XLA:CPU, with a seed computed at run time (as in a training step), `tf.random.stateless_uniform` drew
+[20000, 200] uniforms in about 1.4 s with TensorFlow's default generator, 15 ms with `alg="philox"` and 8 ms with
+`alg="threefry"` (`python bench/xla_ops.py`; bench/SPEED_NOTES.md, round 3). TensorFlow's own (non-XLA) kernels
+reject ThreeFry. So the library's compiled paths (the fused training step under `jit_compile=True`,
+`tfrecog.evaluate`'s estimator) trace their sampling inside `xla_random(True)`, and `uniform`, `normal` and `sample`
+pick ThreeFry there and Philox everywhere else. A seed gives reproducible draws for each of the two generators, not
+the same draws under both.
 """
 
 from __future__ import annotations
