@@ -485,6 +485,20 @@ class LatentVariableModel(keras.Model):
         return cls(**config)
 
 
+def sample_blocks(num_samples, batch, block_rows: int):
+    """How to score K = `num_samples` samples of `batch` examples in blocks of about `block_rows` rows:
+    (num_blocks, samples_per_block, padding), equal blocks with at most num_blocks - 1 padded samples; None when
+    one pass is enough (K x B <= block_rows) or a size is not static."""
+    if not batch or not isinstance(num_samples, int):
+        return None
+    samples_per_block = max(1, block_rows // batch)
+    if num_samples <= samples_per_block:
+        return None
+    num_blocks = -(-num_samples // samples_per_block)
+    samples_per_block = -(-num_samples // num_blocks)
+    return num_blocks, samples_per_block, num_blocks * samples_per_block - num_samples
+
+
 def _is_binary(arr: np.ndarray, block_rows: int = 256) -> bool:
     """True when every entry of the 2-D float array is exactly 0 or 1 (NaN and inf are not).
 

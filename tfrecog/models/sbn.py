@@ -10,7 +10,7 @@ from tfrecog.layers import random
 from tfrecog.layers.bernoulli import bernoulli_log_prob  # defined there; still importable from here
 from tfrecog.layers.masked import MaskedDense
 from tfrecog.layers.mlp import MLP, initializer
-from tfrecog.models.base import LatentVariableModel
+from tfrecog.models.base import LatentVariableModel, sample_blocks
 
 ESTIMATORS = ("nvil", "wake_sleep")
 # `log_importance_weights` scores the K x B samples in blocks of about this many rows (see there).
@@ -391,12 +391,19 @@ class SBN(LatentVariableModel):
     def sample_posterior_terms(self, x, num_samples, seed):
         """h ~ q(h | x), layer by layer: (h [K, B, size_l] per layer, [log q(h_l | h_{l-1})] each [K, B])."""
         x = tf.convert_to_tensor(x, tf.float32)
+        return self._posterior_from_noise(x, self._posterior_noise(x, num_samples, seed))
+
+    def _posterior_noise(self, x, num_samples, seed):
+        """The uniform draws of `sample_posterior_terms`: one [K, B, size_l] block per layer."""
         seeds = tfp.random.split_seed(seed, self.num_layers)
         batch = tf.shape(x)[0]
+        return [random.uniform([num_samples, batch, size], seeds[k]) for k, size in enumerate(self._latent_sizes)]
+
+    def _posterior_from_noise(self, x, noise):
+        """h_l = 1[u_l < sigmoid(a_l)] layer by layer from the uniforms u_l: (samples, [log q(h_l | h_{l-1})])."""
         context, samples, terms = x, [], []
-        for k, layer in enumerate(self.inference_layers):
-            noise = random.uniform([num_samples, batch, self._latent_sizes[k]], seeds[k])
-            h, logits = layer.sample(noise, context)
+        for layer, u in zip(self.inference_layers, noise, strict=True):
+            h, logits = layer.sample(u, context)
             h = tf.stop_gradient(h)
             terms.append(bernoulli_log_prob(logits, h))
             samples.append(h)
@@ -439,30 +446,19 @@ class SBN(LatentVariableModel):
         """
         x = tf.convert_to_tensor(x, tf.float32)
         batch = x.shape[0]
-        samples_per_block = max(1, SCORING_BLOCK_ROWS // batch) if batch else None
-        if samples_per_block is None or not isinstance(num_samples, int) or num_samples <= samples_per_block:
-            samples, log_q = self.sample_posterior(x, num_samples, seed)
-            return self.log_joint(x, samples) - log_q
-        num_blocks = -(-num_samples // samples_per_block)
-        samples_per_block = -(-num_samples // num_blocks)  # equal blocks: at most num_blocks - 1 padded samples
-        padding = num_blocks * samples_per_block - num_samples  # padded draws are scored and then dropped
-        seeds = tfp.random.split_seed(seed, self.num_layers)
-        noise = []
-        for k, size in enumerate(self._latent_sizes):  # the draws of `sample_posterior_terms`
-            u = random.uniform([num_samples, batch, size], seeds[k])
-            u = tf.pad(u, [[0, padding], [0, 0], [0, 0]], constant_values=0.5)
-            noise.append(tf.reshape(u, [num_blocks, samples_per_block, batch, size]))
 
-        def score(block):
-            context, samples, log_q = x, [], 0.0
-            for layer, u in zip(self.inference_layers, block, strict=True):
-                h, logits = layer.sample(u, context)
-                h = tf.stop_gradient(h)
-                log_q += bernoulli_log_prob(logits, h)
-                samples.append(h)
-                context = h
-            return self.log_joint(x, samples) - log_q
+        def score(noise):
+            samples, terms = self._posterior_from_noise(x, noise)
+            return self.log_joint(x, samples) - _sum(terms)
 
+        plan = sample_blocks(num_samples, batch, SCORING_BLOCK_ROWS)
+        noise = self._posterior_noise(x, num_samples, seed)
+        if plan is None:
+            return score(noise)
+        num_blocks, samples_per_block, padding = plan
+        noise = [tf.reshape(tf.pad(u, [[0, padding], [0, 0], [0, 0]], constant_values=0.5),
+                            [num_blocks, samples_per_block, batch, size])
+                 for u, size in zip(noise, self._latent_sizes, strict=True)]
         log_w = tf.map_fn(score, noise, fn_output_signature=tf.TensorSpec([samples_per_block, batch], tf.float32))
         return tf.reshape(log_w, [num_blocks * samples_per_block, batch])[:num_samples]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
-from tfrecog.models.base import LatentVariableModel
+from tfrecog.models.base import LatentVariableModel, sample_blocks
 
 # Rows (samples x examples) pushed through the decoder at once when many samples are scored (importance-sampled
 # evaluation): the [rows, hidden] and [rows, D] intermediates of a block then stay in the CPU caches instead of
@@ -136,12 +136,10 @@ class VAE(LatentVariableModel):
         z = random.sample(q, num_samples, seed)  # [K, B, latent]
         log_w = self.prior().log_prob(z) - q.log_prob(z)
         batch = z.shape[1]
-        samples_per_block = max(1, DECODER_BLOCK_ROWS // batch) if batch else None
-        if samples_per_block is None or not isinstance(num_samples, int) or num_samples <= samples_per_block:
+        plan = sample_blocks(num_samples, batch, DECODER_BLOCK_ROWS)
+        if plan is None:
             return log_w + self.observation_log_prob(x, z)
-        num_blocks = -(-num_samples // samples_per_block)
-        samples_per_block = -(-num_samples // num_blocks)  # equal blocks: at most num_blocks - 1 padded samples
-        padding = num_blocks * samples_per_block - num_samples  # zero latents, scored and then dropped
+        num_blocks, samples_per_block, padding = plan  # padded with zero latents, scored and then dropped
         blocks = tf.reshape(tf.pad(z, [[0, padding], [0, 0], [0, 0]]),
                             [num_blocks, samples_per_block, batch, self.latent_size])
         log_px = tf.map_fn(lambda block: self.observation_log_prob(x, block), blocks,
