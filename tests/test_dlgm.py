@@ -45,6 +45,7 @@ CONFIGS = [
         estimator="iwae",
         num_samples=3,
     ),
+    dict(recognition_structure="top_down", kl_warmup_steps=100),
 ]
 
 
@@ -301,3 +302,130 @@ def test_mirrored_strategy_fit_on_two_logical_cpus():
     assert report["synchronised"]
     assert report["updates"] == 20  # 2 epochs x 10 minibatches of 20
     assert all(np.isfinite(report["loss"]))
+
+
+# -- top-down recognition and KL warm-up -----------------------------------------------------------------------
+
+
+def _dense(layer, inputs):
+    return inputs @ layer.kernel.numpy() + layer.bias.numpy()
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "rank_one"])
+def test_top_down_posterior_density_by_hand(covariance):
+    """log q(xi | x) = log q(xi_2 | x) + log q(xi_1 | x, h_2), h_2 = G_2 xi_2, recomputed from the layers' weights."""
+    model = small_model(recognition_structure="top_down", covariance=covariance)
+    x = binary_data(5)
+    xi, log_q = model.sample_posterior(x, 3, tf.constant([1, 2]))
+    assert [t.shape for t in xi] == [(3, 5, 4), (3, 5, 3)] and log_q.shape == (3, 5)
+    features = model.recognition(x).numpy()
+    h2 = xi[1].numpy() * model.noise_matrices[1].numpy()
+    top = _dense(model.heads[1].dense, features)  # [5, P * 3]
+    bottom = _dense(model.heads[0].dense, np.concatenate([np.broadcast_to(features, (3, 5, 8)), h2], -1))
+
+    def density(out, k, value):
+        loc, log_scale = out[..., :k], out[..., k : 2 * k]
+        if covariance == "diagonal":
+            return tfd.MultivariateNormalDiag(loc, np.exp(log_scale)).log_prob(value).numpy()
+        precision = np.vectorize(np.diag, signature="(k)->(k,k)")(np.exp(-2 * log_scale))
+        u = out[..., 2 * k :]
+        precision = precision + u[..., :, None] * u[..., None, :]
+        covariance_matrix = np.linalg.inv(precision)
+        return tfd.MultivariateNormalFullCovariance(loc, covariance_matrix).log_prob(value).numpy()
+
+    expected = density(top, 3, xi[1].numpy()) + density(bottom, 4, xi[0].numpy())
+    np.testing.assert_allclose(log_q.numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.recognition_log_prob(x, xi).numpy(), expected, rtol=1e-4, atol=1e-4)
+    # encode(x) is the same density as a TFP joint distribution over the bottom-first list
+    q = model.encode(x)
+    np.testing.assert_allclose(q.log_prob(xi).numpy(), expected, rtol=1e-4, atol=1e-4)
+    draws = q.sample(2, seed=[3, 4])
+    assert [t.shape for t in draws] == [(2, 5, 4), (2, 5, 3)]
+    # the importance weights and the ELBO go through the same density
+    np.testing.assert_allclose(
+        model.log_importance_weights(x, 3, tf.constant([1, 2])).numpy(),
+        (model.log_joint(x, xi) - expected).numpy(), rtol=1e-4, atol=1e-3,
+    )
+
+
+def test_top_down_kl_is_analytic_per_layer_given_the_layers_above():
+    model = small_model(recognition_structure="top_down")
+    x = binary_data(4)
+    seed = tf.constant([5, 6])
+    xi, kl = model.sample_posterior_and_kl(x, 2, seed)
+    xi_again, log_q = model.sample_posterior(x, 2, seed)  # the same draws
+    np.testing.assert_allclose(xi[0].numpy(), xi_again[0].numpy())
+    _, distributions, _ = model._posterior_pass(x, lambda layer, q: xi[layer])
+    standard = [tfd.MultivariateNormalDiag(tf.zeros(k), tf.ones(k)) for k in (4, 3)]
+    expected = tfd.kl_divergence(distributions[1], standard[1]) + tf.reduce_mean(
+        tfd.kl_divergence(distributions[0], standard[0]), axis=0
+    )
+    np.testing.assert_allclose(kl.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    # Monte-Carlo form: mean of log q - log p over the same samples
+    _, kl_mc = model.sample_posterior_and_kl(x, 2, seed, analytic_kl=False)
+    np.testing.assert_allclose(
+        kl_mc.numpy(), tf.reduce_mean(log_q - model.prior().log_prob(xi), axis=0).numpy(), rtol=1e-5, atol=1e-5
+    )
+    # with many samples the two agree (same expectation)
+    _, kl_many = model.sample_posterior_and_kl(x, 4000, seed, analytic_kl=False)
+    _, kl_exact_many = model.sample_posterior_and_kl(x, 4000, seed)
+    np.testing.assert_allclose(kl_many.numpy(), kl_exact_many.numpy(), atol=0.15)
+
+
+def test_top_down_mean_path_embedding_and_export_sample():
+    model = small_model(recognition_structure="top_down", covariance="diagonal")
+    x = binary_data(5)
+    embedding = model(x).numpy()  # builds the layers
+    features = model.recognition(x).numpy()
+    top = _dense(model.heads[1].dense, features)[:, :3]
+    h2 = top * model.noise_matrices[1].numpy()
+    bottom = _dense(model.heads[0].dense, np.concatenate([features, h2], -1))[:, :4]
+    np.testing.assert_allclose(embedding, np.concatenate([bottom, top], -1), rtol=1e-5, atol=1e-5)
+    zero = model.export_sample(x, {"noise_1": tf.zeros([5, 4]), "noise_2": tf.zeros([5, 3])})
+    np.testing.assert_allclose(zero["sample_1"].numpy(), bottom, rtol=1e-5, atol=1e-5)
+    outputs = model.export_outputs(x)
+    np.testing.assert_allclose(outputs["mean_1"].numpy(), bottom, rtol=1e-5, atol=1e-5)
+
+
+def test_top_down_fit_and_saved_model_round_trip(tmp_path):
+    model = small_model(recognition_structure="top_down", kl_warmup_steps=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = binary_data(200)
+    history = model.fit(x, batch_size=20, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(loaded(x[:5]).numpy(), model(x[:5]).numpy(), rtol=1e-6)
+
+
+def test_kl_warmup_weights_the_kl_of_training_updates_only():
+    model = small_model(kl_warmup_steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.build((None, 12))
+    x = tf.constant(binary_data(6))
+    seed = tf.constant([0, 1])
+    model.optimizer.iterations.assign(3)  # update t = 4: beta = 0.4
+    loss, diagnostics = model.objective(x, seed, training=True)
+    expected = -(diagnostics["reconstruction"] - 0.4 * diagnostics["kl"])
+    np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-5)
+    free_energy, same = model.objective(x, seed)  # evaluation: beta = 1
+    np.testing.assert_allclose(free_energy.numpy(), -same["elbo"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(same["elbo"].numpy(), diagnostics["elbo"].numpy(), rtol=1e-6)
+    model.optimizer.iterations.assign(50)  # past the warm-up: the free energy
+    loss, diagnostics = model.objective(x, seed, training=True)
+    np.testing.assert_allclose(loss.numpy(), -diagnostics["elbo"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(recognition_structure="ladder"), "recognition_structure must be one of"),
+        (dict(kl_warmup_steps=5, estimator="iwae"), "kl_warmup_steps needs an SGVB estimator"),
+        (dict(kl_warmup_steps=-1), "kl_warmup_steps must be >= 0"),
+    ],
+)
+def test_top_down_and_warmup_arguments_have_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        small_model(**settings)

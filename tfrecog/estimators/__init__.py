@@ -9,8 +9,12 @@ from tfrecog.estimators.sgvb import sgvb
 from tfrecog.estimators.wake_sleep import wake_sleep
 
 ESTIMATORS = {
-    "sgvb_a": lambda model, x, seed, num_samples=1: sgvb(model, x, seed, num_samples, analytic_kl=False),
-    "sgvb_b": lambda model, x, seed, num_samples=1: sgvb(model, x, seed, num_samples, analytic_kl=True),
+    "sgvb_a": lambda model, x, seed, num_samples=1, kl_weight=1.0: sgvb(
+        model, x, seed, num_samples, analytic_kl=False, kl_weight=kl_weight
+    ),
+    "sgvb_b": lambda model, x, seed, num_samples=1, kl_weight=1.0: sgvb(
+        model, x, seed, num_samples, analytic_kl=True, kl_weight=kl_weight
+    ),
     "iwae": iwae,
     "wake_sleep": lambda model, x, seed, num_samples=1: wake_sleep(model, x, seed),
 }

@@ -44,14 +44,15 @@ def normal(shape, seed):
     return tf.random.stateless_normal(shape, seed, alg=algorithm())
 
 
-def sample(distribution, num_samples: int, seed):
+def sample(distribution, num_samples: int | None, seed):
     """`distribution.sample(num_samples, seed=seed)` for the library's Gaussians, with the generator of `algorithm()`.
 
     A `tfd.MultivariateNormalLinearOperator` (diagonal, rank-one precision, ...) is sampled through its own affine
     map, x = loc + scale.matvec(eps) with eps ~ N(0, I) drawn by `normal` (reparameterised, as TFP's `sample`); a
     `tfd.JointDistributionSequential` of such independent components samples each with its own part of the seed.
     Any other distribution falls back to its own `sample` (TFP's generator). Returns [num_samples, *batch, *event]
-    (a list of those for a joint distribution).
+    (a list of those for a joint distribution); `num_samples=None` draws one sample without the leading dimension
+    ([*batch, *event], sample shape ()).
     """
     if isinstance(distribution, tfd.JointDistributionSequential) and not any(
         callable(part) and not isinstance(part, tfd.Distribution) for part in distribution.model
@@ -59,8 +60,11 @@ def sample(distribution, num_samples: int, seed):
         seeds = tf.random.experimental.stateless_split(seed, len(distribution.model))
         return [sample(part, num_samples, seeds[i]) for i, part in enumerate(distribution.model)]
     if isinstance(distribution, tfd.MultivariateNormalLinearOperator):
-        shape = tf.concat([[num_samples], distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0)
+        leading = [] if num_samples is None else [num_samples]
+        shape = tf.concat(
+            [tf.constant(leading, tf.int32), distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0
+        )
         eps = normal(shape, seed)
         draws = distribution.scale.matvec(eps)
         return draws if distribution.loc is None else distribution.loc + draws
-    return distribution.sample(num_samples, seed=seed)
+    return distribution.sample(() if num_samples is None else num_samples, seed=seed)

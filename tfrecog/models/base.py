@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from tfrecog._tf import keras, tf, tfp
+from tfrecog._tf import keras, tf, tfd, tfp
 from tfrecog.layers import random
 
 LIKELIHOODS = ("bernoulli", "gaussian", "categorical")
@@ -50,6 +50,7 @@ class LatentVariableModel(keras.Model):
         num_samples: int = 1,
         weight_prior_scale: float | None = None,
         seed: int = 0,
+        kl_warmup_steps: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +66,11 @@ class LatentVariableModel(keras.Model):
         self.num_samples = int(num_samples)
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)
+        if int(kl_warmup_steps) < 0:
+            raise ValueError(f"kl_warmup_steps must be >= 0; got {kl_warmup_steps!r}")
+        if int(kl_warmup_steps) and estimator not in ("sgvb_a", "sgvb_b"):
+            raise ValueError(f"kl_warmup_steps needs an SGVB estimator ('sgvb_a' or 'sgvb_b'); got {estimator!r}")
+        self.kl_warmup_steps = int(kl_warmup_steps)
         self._fused_steps = 1
         self._fused_mode = 1  # updates per train_step of the current fit: 1 (plain batches) or S (fused blocks)
         # Training-set size N for the weight prior; a variable so it is saved with the weights.
@@ -98,6 +104,20 @@ class LatentVariableModel(keras.Model):
 
     def log_joint(self, x, h):
         raise NotImplementedError
+
+    def sample_posterior_and_kl(self, x, num_samples, seed, analytic_kl: bool = True):
+        """`(h, kl)`: h ~ q(h | x) reparameterised ([num_samples, B, ...]) and KL(q(h | x) || p(h)) per example [B].
+
+        analytic_kl: KL from `tfd.kl_divergence(encode(x), prior())` (closed form); otherwise the Monte-Carlo mean
+        over the samples of log q(h | x) - log p(h). The SGVB estimators take both from here, so that a family
+        whose posterior has no closed-form KL as a whole (a DLGM with top-down recognition) can supply its own.
+        """
+        posterior = self.encode(x)
+        prior = self.prior()
+        h = random.sample(posterior, num_samples, seed)  # posterior.sample, XLA's fast generator if compiled
+        if analytic_kl:
+            return h, tfd.kl_divergence(posterior, prior)
+        return h, tf.reduce_mean(posterior.log_prob(h) - prior.log_prob(h), axis=0)
 
     def recognition_log_prob(self, x, h):
         raise NotImplementedError
@@ -201,11 +221,20 @@ class LatentVariableModel(keras.Model):
     # ------------------------------------------------------------------------------------------------------------
     # Objective and training
 
-    def objective(self, x, seed):
-        """`(loss, diagnostics)` of the configured estimator on one minibatch (no weight prior)."""
+    def objective(self, x, seed, training: bool = False):
+        """`(loss, diagnostics)` of the configured estimator on one minibatch (no weight prior).
+
+        With `kl_warmup_steps` = T > 0, training updates t = 1, 2, ... (the optimizer's count) minimise the SGVB
+        loss with the KL term weighted by beta_t = min(1, t / T) (KL warm-up, Sonderby et al. 2016); the reported
+        diagnostics, validation and evaluation always use beta = 1, the free energy itself.
+        """
         from tfrecog import estimators
 
-        return estimators.get(self.estimator)(self, x, seed, num_samples=self.num_samples)
+        kwargs = {}
+        if training and self.kl_warmup_steps:
+            t = tf.cast(self.optimizer.iterations, tf.float32) + 1.0
+            kwargs["kl_weight"] = tf.minimum(1.0, t / float(self.kl_warmup_steps))
+        return estimators.get(self.estimator)(self, x, seed, num_samples=self.num_samples, **kwargs)
 
     def weight_penalty(self):
         """||theta||^2 / (2 sigma^2 N): the minibatch share of -log p(theta) per example (0 when switched off)."""
@@ -234,7 +263,7 @@ class LatentVariableModel(keras.Model):
         trainable variable; families with several optimizers (NVIL) override this method.
         """
         with tf.GradientTape() as tape:
-            loss, diagnostics = self.objective(x, self._step_seed())
+            loss, diagnostics = self.objective(x, self._step_seed(), training=True)
             total = loss + self.weight_penalty()
             scaled = total / self._num_replicas()
         grads = tape.gradient(scaled, self.trainable_variables)
@@ -478,6 +507,7 @@ class LatentVariableModel(keras.Model):
             "num_samples": self.num_samples,
             "weight_prior_scale": self.weight_prior_scale,
             "seed": self.seed,
+            "kl_warmup_steps": self.kl_warmup_steps,
         }
 
     @classmethod

@@ -6,15 +6,16 @@ whole model is trained by stochastic backpropagation on the free energy (the pap
 
 from __future__ import annotations
 
-from tfrecog._tf import keras, tf, tfd
+from tfrecog._tf import keras, tf, tfb, tfd
 from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
 from tfrecog.models.base import LatentVariableModel
 
-__all__ = ["DLGM", "NOISE_MATRICES"]
+__all__ = ["DLGM", "NOISE_MATRICES", "RECOGNITION_STRUCTURES"]
 
 NOISE_MATRICES = ("diagonal", "full")
+RECOGNITION_STRUCTURES = ("independent", "top_down")
 
 
 @keras.saving.register_keras_serializable(package="tfrecog")
@@ -39,9 +40,18 @@ class DLGM(LatentVariableModel):
 
     Recognition model: f = MLP_r(x) shared by all layers, then per layer (`GaussianHead`)
 
-      q(xi_l | x) = N(mu_l(f), C_l(f))
+      'independent' (`recognition_structure`, the paper's):  q(xi | x) = prod_l q(xi_l | x),
+          q(xi_l | x) = N(mu_l(f), C_l(f))
+      'top_down':  q(xi | x) = q(xi_L | x) prod_{l<L} q(xi_l | x, h_{l+1}),
+          q(xi_l | x, h_{l+1}) = N(mu_l([f, h_{l+1}]), C_l([f, h_{l+1}])),  h_{l+1} = the generative state above,
+          computed from the xi_{l+1..L} drawn first (sampling goes down the layers as the generative model does)
         'diagonal': C_l = diag(exp(2 log_scale_l))
         'rank_one': C_l = (D_l + u_l u_l^T)^-1, D_l = diag(exp(-2 log_scale_l))   (O(K) sampling and density)
+
+    With independent layers the posterior cannot express that h_1 = T_1(h_2) + G_1 xi_1 is pinned by x whatever
+    xi_2 is (so xi_1 and xi_2 are strongly dependent under the true posterior); the top-down form can. Its KL to the
+    prior is analytic within each layer given the layers above and Monte Carlo across layers
+    (`sample_posterior_and_kl`).
 
     Objective (estimator 'sgvb_b'): the negative of the paper's free energy per example,
 
@@ -60,6 +70,7 @@ class DLGM(LatentVariableModel):
       noise_matrix: 'diagonal' or 'full' G_l.
       covariance: 'rank_one' or 'diagonal' recognition covariance.
       recognition_hidden_sizes: hidden widths of the shared recognition MLP (may be empty: heads read x directly).
+      recognition_structure: 'independent' (the paper's) or 'top_down' (see above).
       likelihood: 'bernoulli' or 'gaussian'.
       mean_activation: Gaussian likelihood only: None (identity, factor analysis) or 'sigmoid' (data in [0, 1]).
       estimator, num_samples, weight_prior_scale, seed: see `LatentVariableModel`.
@@ -84,6 +95,7 @@ class DLGM(LatentVariableModel):
         noise_matrix: str = "diagonal",
         covariance: str = "rank_one",
         recognition_hidden_sizes=(200,),
+        recognition_structure: str = "independent",
         likelihood: str = "bernoulli",
         mean_activation: str | None = None,
         estimator: str = "sgvb_b",
@@ -108,6 +120,9 @@ class DLGM(LatentVariableModel):
             raise ValueError(f"noise_matrix must be one of {', '.join(NOISE_MATRICES)}; got {noise_matrix!r}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}; got {covariance!r}")
+        if recognition_structure not in RECOGNITION_STRUCTURES:
+            known = ", ".join(RECOGNITION_STRUCTURES)
+            raise ValueError(f"recognition_structure must be one of {known}; got {recognition_structure!r}")
         if mean_activation not in (None, "sigmoid"):
             raise ValueError(f"mean_activation must be None or 'sigmoid'; got {mean_activation!r}")
         self._latent_sizes = tuple(int(k) for k in latent_sizes)
@@ -117,6 +132,7 @@ class DLGM(LatentVariableModel):
         self.noise_matrix = noise_matrix
         self.covariance = covariance
         self.recognition_hidden_sizes = tuple(int(h) for h in recognition_hidden_sizes)
+        self.recognition_structure = recognition_structure
         self.mean_activation = mean_activation
         self.kernel_initializer = kernel_initializer
         self.min_scale = float(min_scale)
@@ -190,16 +206,76 @@ class DLGM(LatentVariableModel):
             [tfd.MultivariateNormalDiag(loc=tf.zeros([k]), scale_diag=tf.ones([k])) for k in self._latent_sizes]
         )
 
+    @property
+    def top_down(self) -> bool:
+        return self.recognition_structure == "top_down"
+
+    def _posterior_pass(self, x, draw):
+        """Walks q(xi | x) from the top layer down.
+
+        `draw(layer, q_l)` (layer zero-based, q_l the layer's Gaussian) returns xi_l. With top-down recognition the
+        head of layer l < L reads [f, h_{l+1}], h_{l+1} the generative state from the xi already drawn above
+        (broadcast over leading sample dimensions); otherwise every head reads f alone.
+
+        Returns (parameters, distributions, latents), each a list bottom first.
+        """
+        features = self.recognition(x)
+        num = self.num_layers
+        parameters, distributions, latents = [None] * num, [None] * num, [None] * num
+        h = None
+        for layer in range(num - 1, -1, -1):
+            inputs = features
+            if self.top_down and h is not None:
+                shape = tf.concat([tf.shape(h)[:-1], tf.shape(features)[-1:]], 0)
+                inputs = tf.concat([tf.broadcast_to(features, shape), h], axis=-1)
+            head = self.heads[layer]
+            parameters[layer] = head(inputs)
+            distributions[layer] = head.make_distribution(parameters[layer])
+            latents[layer] = draw(layer, distributions[layer])
+            if self.top_down and layer > 0:
+                noise = self._apply_noise_matrix(layer, latents[layer])
+                h = noise if layer == num - 1 else self.transitions[layer](h) + noise
+        return parameters, distributions, latents
+
+    def _mean_pass(self, x):
+        """The posterior parameters along the mean path (top-down: each layer given the means above)."""
+        parameters, _, _ = self._posterior_pass(x, lambda layer, q: q.loc)
+        return parameters
+
     def recognition_parameters(self, x):
-        """Per layer, the tuple (mu_l, log_scale_l) or (mu_l, log_scale_l, u_l) of q(xi_l | x), each [B, K_l]."""
+        """Per layer, the tuple (mu_l, log_scale_l) or (mu_l, log_scale_l, u_l) of q(xi_l | x), each [B, K_l];
+        with top-down recognition, those of q(xi_l | x, h_{l+1}) with the layers above at their means."""
+        if self.top_down:
+            return self._mean_pass(x)
         features = self.recognition(x)
         return [head(features) for head in self.heads]
 
     def encode(self, x):
-        """q(xi | x) = prod_l q(xi_l | x), a `tfd.JointDistributionSequential`: batch [B], events [K_1], ..., [K_L]."""
-        return tfd.JointDistributionSequential(
-            [head.make_distribution(p) for head, p in zip(self.heads, self.recognition_parameters(x), strict=True)]
-        )
+        """q(xi | x) as a TFP joint distribution over the list [xi_1, ..., xi_L] (batch [B], events [K_l]).
+
+        Independent layers: `tfd.JointDistributionSequential` of the per-layer Gaussians. Top-down: a
+        `tfd.JointDistributionSequential` from the top layer down (each layer's Gaussian a function of the draws
+        above), restructured into the bottom-first list by `tfb.Restructure`.
+        """
+        if not self.top_down:
+            return tfd.JointDistributionSequential(
+                [head.make_distribution(p) for head, p in zip(self.heads, self.recognition_parameters(x), strict=True)]
+            )
+        num = self.num_layers
+
+        def conditional(layer):
+            def make(*above):  # JDS passes the draws so far, most recent first: xi_{l+1}, ..., xi_L
+                given = {num - 1 - i: value for i, value in enumerate(reversed(above))}
+                _, distributions, _ = self._posterior_pass(
+                    x, lambda k, q: given.get(k, tf.zeros(tf.shape(q.loc), q.dtype))
+                )
+                return distributions[layer]
+
+            return make
+
+        top = conditional(num - 1)()
+        top_first = tfd.JointDistributionSequential([top] + [conditional(layer) for layer in range(num - 2, -1, -1)])
+        return tfd.TransformedDistribution(top_first, tfb.Restructure(list(range(num - 1, -1, -1))))
 
     def _observation_parameters(self, xi):
         out = self.observation(self.generative_states(xi)[0])
@@ -222,10 +298,36 @@ class DLGM(LatentVariableModel):
 
     # -- generic latent-variable API ---------------------------------------------------------------------------
 
+    def _sample_top_down(self, x, num_samples, seed):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.num_layers))
+        top = self.num_layers - 1  # the top layer draws the samples; each layer below one draw per sample above
+        return self._posterior_pass(
+            x, lambda layer, q: random.sample(q, num_samples if layer == top else None, seeds[layer])
+        )
+
     def sample_posterior(self, x, num_samples, seed):
+        if self.top_down:
+            _, distributions, xi = self._sample_top_down(x, num_samples, seed)
+            return xi, tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
         q = self.encode(x)
         xi = random.sample(q, num_samples, seed)  # q.sample, by the generator suited to the trace
         return xi, q.log_prob(xi)
+
+    def sample_posterior_and_kl(self, x, num_samples, seed, analytic_kl: bool = True):
+        """Top-down recognition: KL(q || p) = sum_l E_q[KL(q(xi_l | x, h_{l+1}) || N(0, I))], each layer's KL
+        in closed form at the sampled layers above, averaged over the samples (analytic_kl); or the Monte-Carlo
+        mean of log q - log p. Independent layers: the closed form of `LatentVariableModel`."""
+        if not self.top_down:
+            return super().sample_posterior_and_kl(x, num_samples, seed, analytic_kl)
+        _, distributions, xi = self._sample_top_down(x, num_samples, seed)
+        if analytic_kl:
+            kl = 0.0
+            for q, p in zip(distributions, self.prior().model, strict=True):
+                layer_kl = tfd.kl_divergence(q, p)  # [B] (top layer) or [L, B]
+                kl += layer_kl if layer_kl.shape.rank == 1 else tf.reduce_mean(layer_kl, axis=0)
+            return xi, kl
+        log_q = tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
+        return xi, tf.reduce_mean(log_q - self.prior().log_prob(xi), axis=0)
 
     def observation_log_prob(self, x, xi):
         """log p(x | xi) [...]: Bernoulli pixels scored by `bernoulli_log_prob` on the logits (the density of
@@ -239,7 +341,11 @@ class DLGM(LatentVariableModel):
         return self.prior().log_prob(xi) + self.observation_log_prob(x, xi)
 
     def recognition_log_prob(self, x, xi):
-        return self.encode(x).log_prob(self._check_latents(xi))
+        xi = self._check_latents(xi)
+        if self.top_down:
+            _, distributions, _ = self._posterior_pass(x, lambda layer, q: xi[layer])
+            return tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
+        return self.encode(x).log_prob(xi)
 
     def sample_joint(self, num_examples, seed):
         prior_seed, data_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -295,12 +401,12 @@ class DLGM(LatentVariableModel):
         return {f"noise_{layer}": k for layer, k in enumerate(self._latent_sizes, start=1)}
 
     def export_sample(self, x, noise):
-        """Posterior samples from given noise: 'sample_l' = mu_l + S_l noise['noise_l'] with S_l S_l^T = C_l."""
-        q = self.encode(x)
-        samples = {}
-        for layer, component in enumerate(q.model, start=1):
-            samples[f"sample_{layer}"] = component.loc + component.scale.matvec(noise[f"noise_{layer}"])
-        return samples
+        """Posterior samples from given noise: 'sample_l' = mu_l + S_l noise['noise_l'] with S_l S_l^T = C_l
+        (top-down recognition: mu_l and S_l of q(xi_l | x, h_{l+1}) at the samples drawn above)."""
+        _, _, latents = self._posterior_pass(
+            x, lambda layer, q: q.loc + q.scale.matvec(noise[f"noise_{layer + 1}"])
+        )
+        return {f"sample_{layer}": xi for layer, xi in enumerate(latents, start=1)}
 
     def export_decoder_outputs(self, xi):
         """Named parameters of p(x | xi): Bernoulli 'logits', or Gaussian 'mean' and 'log_scale' (floor added)."""
@@ -319,6 +425,7 @@ class DLGM(LatentVariableModel):
             "noise_matrix": self.noise_matrix,
             "covariance": self.covariance,
             "recognition_hidden_sizes": list(self.recognition_hidden_sizes),
+            "recognition_structure": self.recognition_structure,
             "mean_activation": self.mean_activation,
             "kernel_initializer": self.kernel_initializer,
             "min_scale": self.min_scale,

@@ -534,12 +534,12 @@ class SBN(LatentVariableModel):
             decay=self.signal_decay,
         )
 
-    def objective(self, x, seed):
+    def objective(self, x, seed, training: bool = False):
         """(-ELBO, diagnostics) under NVIL (the single-sample ELBO, what NVIL climbs); wake-sleep's loss otherwise."""
         if self.estimator == "nvil":
             _, diagnostics, _ = self.nvil_step(x, seed)
             return -diagnostics["elbo"], diagnostics
-        return super().objective(x, seed)
+        return super().objective(x, seed, training=training)
 
     def compile(self, optimizer="adam", baseline_optimizer="adam", **kwargs):
         """Like `LatentVariableModel.compile`, plus the optimizer of NVIL's baseline network (the GAN-guide pattern).
