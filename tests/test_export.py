@@ -58,6 +58,11 @@ FACTORIES = {
     "dlgm": lambda: family("DLGM", "dlgm")(
         784, latent_sizes=(8, 4), hidden_sizes=(32,), recognition_hidden_sizes=(32,), seed=0
     ),
+    # Top-down recognition: each lower layer's Gaussian depends on the sample above (export_sample walks down).
+    "dlgm_top_down": lambda: family("DLGM", "dlgm")(
+        784, latent_sizes=(8, 4), hidden_sizes=(32,), recognition_hidden_sizes=(32,),
+        recognition_structure="top_down", seed=0,
+    ),
     "sbn": lambda: family("SBN", "sbn")(event_size=784, latent_sizes=(16, 8), seed=0),
     # Autoregressive prior and posterior (a greedy sequential pass; the visible layer stays factorial to keep the
     # default run fast: an autoregressive visible layer loops over the 784 pixels).
