@@ -54,13 +54,34 @@ def fit_candidate(package: str, model_name: str, x):
     return Candidate(package, run, len(x))
 
 
+def tf_only_xla_flags(flags: str):
+    """Gives TensorFlow's XLA `flags` without letting JAX's XLA (another copy, parsing the same variable later)
+    see them: both read XLA_FLAGS once, at their first compilation."""
+    import tensorflow as tf
+
+    before = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{before or ''} {flags}".strip()
+    tf.function(lambda t: t + 1.0, jit_compile=True)(tf.zeros([1]))
+    if before is None:
+        del os.environ["XLA_FLAGS"]
+    else:
+        os.environ["XLA_FLAGS"] = before
+    print(f"TensorFlow XLA flags: {flags}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=("vae", "sbn", "dlgm"))
     parser.add_argument("packages", nargs="+")
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window-seconds", type=float, default=2.0)
+    parser.add_argument("--tf-xla-flags", default="",
+                        help="XLA flags for TensorFlow's XLA only: set, parsed by a first TF compile, then unset "
+                             "again so that the jax.jit reference (which parses XLA_FLAGS at its own first "
+                             "compile) keeps its defaults")
     args = parser.parse_args(argv)
+    if args.tf_xla_flags:
+        tf_only_xla_flags(args.tf_xla_flags)
 
     import ref_jax as rj
 
