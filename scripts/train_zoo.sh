@@ -53,12 +53,21 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --estimator iwae --samples 5 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-rank1-td|dlgm-bmnist-diag-td)  # top-down recognition + KL warm-up over 50 epochs (25,000 updates)
+  dlgm-bmnist-rank1-td|dlgm-bmnist-diag-td)  # experiment: top-down recognition + KL warm-up over 50 epochs (25,000 updates)
     cov=${name#dlgm-bmnist-}; cov=${cov%-td}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set recognition_structure=top_down --set kl_warmup_steps=25000 \
       --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-td0)  # experiment: top-down recognition without KL warm-up (see README, DLGM)
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=diagonal --set recognition_structure=top_down --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-60k)  # experiment: the dlgm-bmnist-diag recipe on train+valid (60,000 digits) for its validated 100 epochs
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 100 \
+      --train-split train+valid --valid-split none \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-2d)
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-2d --epochs 3000 \
       --set latent_sizes=[2] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \

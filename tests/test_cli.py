@@ -79,3 +79,17 @@ def test_zoo_list_show_verify_export(capsys, tmp_path):
         assert meta["model_name"] == names[0] and meta["zoo_version"] == zoo.info(names[0])["version"]
     assert cli.main(["zoo", "show"]) == 2
     assert "needs a model NAME" in capsys.readouterr().err
+
+
+def test_train_split_options_reach_the_recipe(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "16",
+                     "--train-split", "test", "--valid-split", "none", "--verbose", "0"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train_split"] == "test" and config["valid_split"] is None
+    # no validation split: no best checkpoint, and loading the run falls back to the last weights
+    assert not (run / "checkpoints" / "best.weights.h5").exists()
+    assert (run / "checkpoints" / "last.weights.h5").exists()
+    assert cli.main(["evaluate", str(run), "--samples", "5", "--limit", "20"]) == 0

@@ -49,6 +49,10 @@ def cmd_train(args):
             overrides["epochs"] = args.epochs
         if args.binarize is not None:
             overrides["binarize"] = args.binarize
+        if args.train_split is not None:
+            overrides["train_split"] = args.train_split
+        if args.valid_split is not None:
+            overrides["valid_split"] = None if args.valid_split == "none" else args.valid_split
         if args.baseline_lr is not None:
             if args.family not in ("sbn", "fdarn"):
                 raise ValueError("--baseline-lr applies to NVIL-trained families (sbn, fdarn) only")
@@ -187,6 +191,10 @@ def build_parser():
     p.add_argument("--estimator", help="sgvb_b, sgvb_a, iwae, wake_sleep, nvil")
     p.add_argument("--samples", type=int, help="samples per datapoint in the objective (L, or K for iwae)")
     p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=float)
+    p.add_argument("--train-split", help="training split (default train; e.g. train+valid: the 60,000 digits of "
+                   "binarized_mnist)")
+    p.add_argument("--valid-split", help="validation split for the best checkpoint (default valid where the dataset "
+                   "has one); 'none': no validation, the best checkpoint is the last")
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
