@@ -1,6 +1,6 @@
 """Publish (or refresh) a zoo card and its compact weights from a run folder. Maintainers' tool.
 
-Usage: python scripts/publish_zoo.py RUN_DIR NAME [--samples 5000] [--description ...]
+Usage: python scripts/publish_zoo.py RUN_DIR NAME [--samples 5000] [--description ...] [--version 2]
 """
 
 import sys  # noqa: I001
@@ -42,7 +42,9 @@ parser.add_argument("--samples", type=int, default=5000)
 parser.add_argument("--description", default="")
 parser.add_argument("--data-dir")
 parser.add_argument("--no-evaluate", action="store_true")
+parser.add_argument("--version", default="1", help="the card's version (raise it when new weights replace old ones)")
 args = parser.parse_args()
 path = zoo.publish(args.run, args.name, description=args.description, paper=PAPERS.get(args.name),
-                   samples=args.samples, data_dir=args.data_dir, evaluate=not args.no_evaluate)
+                   samples=args.samples, data_dir=args.data_dir, evaluate=not args.no_evaluate,
+                   version=args.version)
 print(json.dumps(json.loads(open(path).read())["metrics"], indent=2))

@@ -63,10 +63,16 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=diagonal --set recognition_structure=top_down --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-60k)  # experiment: the dlgm-bmnist-diag recipe on train+valid (60,000 digits) for its validated 100 epochs
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 100 \
+  dlgm-bmnist-diag-60k|dlgm-bmnist-rank1-60k)  # the 50,000-digit recipes above on train+valid (60,000 digits) for
+    # the number of epochs their validation chose (diagonal 100, rank-one 159); no validation split
+    cov=${name#dlgm-bmnist-}; cov=${cov%-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=159; } || { cov=diagonal; epochs=100; }
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
       --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-2d)
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/dlgm-bmnist-2d --epochs 3000 \
