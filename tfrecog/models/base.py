@@ -40,6 +40,8 @@ class LatentVariableModel(keras.Model):
     Training objective: `loss = -mean_b objective(x_b) + ||theta||^2 / (2 sigma^2 N)` where the second term is the
     MAP weight prior p(theta) = N(0, sigma^2 I) (`weight_prior_scale` = sigma; None switches it off) divided by the
     training-set size N, so that summed over an epoch of N/M minibatches it counts once, as in Kingma & Welling.
+    `kl_warmup_steps` = T > 0 (SGVB estimators only) weights the KL term of training update t by min(1, t / T)
+    (`objective`); the training `loss` metric is then that weighted loss, the `elbo` metric the unweighted bound.
     """
 
     def __init__(
