@@ -187,15 +187,18 @@ class DLGM(LatentVariableModel):
             return g * xi
         return tf.einsum("ij,...j->...i", g, xi)
 
+    def _state(self, layer, above, xi):
+        """h_l from xi_l (layer zero-based): G_L xi_L for the top layer (`above` None), else T_l(h_{l+1}) + G_l xi_l."""
+        noise = self._apply_noise_matrix(layer, xi)
+        return noise if above is None else self.transitions[layer](above) + noise
+
     def generative_states(self, xi):
         """[h_1, ..., h_L] from [xi_1, ..., xi_L]: h_L = G_L xi_L, h_l = T_l(h_{l+1}) + G_l xi_l."""
         xi = self._check_latents(xi)
         states = [None] * self.num_layers
-        h = self._apply_noise_matrix(self.num_layers - 1, xi[-1])
-        states[-1] = h
-        for layer in range(self.num_layers - 2, -1, -1):
-            h = self.transitions[layer](h) + self._apply_noise_matrix(layer, xi[layer])
-            states[layer] = h
+        h = None
+        for layer in range(self.num_layers - 1, -1, -1):
+            h = states[layer] = self._state(layer, h, xi[layer])
         return states
 
     # -- distributions ----------------------------------------------------------------------------------------
@@ -210,12 +213,21 @@ class DLGM(LatentVariableModel):
     def top_down(self) -> bool:
         return self.recognition_structure == "top_down"
 
+    def _head_parameters(self, layer, features, above):
+        """The parameters of layer l's Gaussian: from f, or (top-down, l < L) from [f, h_{l+1}], f broadcast over
+        the leading sample dimensions of h_{l+1}."""
+        inputs = features
+        if self.top_down and above is not None:
+            shape = tf.concat([tf.shape(above)[:-1], tf.shape(features)[-1:]], 0)
+            inputs = tf.concat([tf.broadcast_to(features, shape), above], axis=-1)
+        return self.heads[layer](inputs)
+
     def _posterior_pass(self, x, draw):
         """Walks q(xi | x) from the top layer down.
 
         `draw(layer, q_l)` (layer zero-based, q_l the layer's Gaussian) returns xi_l. With top-down recognition the
-        head of layer l < L reads [f, h_{l+1}], h_{l+1} the generative state from the xi already drawn above
-        (broadcast over leading sample dimensions); otherwise every head reads f alone.
+        head of layer l < L reads [f, h_{l+1}], h_{l+1} the generative state from the xi already drawn above;
+        otherwise every head reads f alone.
 
         Returns (parameters, distributions, latents), each a list bottom first.
         """
@@ -224,18 +236,17 @@ class DLGM(LatentVariableModel):
         parameters, distributions, latents = [None] * num, [None] * num, [None] * num
         h = None
         for layer in range(num - 1, -1, -1):
-            inputs = features
-            if self.top_down and h is not None:
-                shape = tf.concat([tf.shape(h)[:-1], tf.shape(features)[-1:]], 0)
-                inputs = tf.concat([tf.broadcast_to(features, shape), h], axis=-1)
-            head = self.heads[layer]
-            parameters[layer] = head(inputs)
-            distributions[layer] = head.make_distribution(parameters[layer])
+            parameters[layer] = self._head_parameters(layer, features, h)
+            distributions[layer] = self.heads[layer].make_distribution(parameters[layer])
             latents[layer] = draw(layer, distributions[layer])
             if self.top_down and layer > 0:
-                noise = self._apply_noise_matrix(layer, latents[layer])
-                h = noise if layer == num - 1 else self.transitions[layer](h) + noise
+                h = self._state(layer, h, latents[layer])
         return parameters, distributions, latents
+
+    @staticmethod
+    def _log_q(distributions, latents):
+        """sum_l log q_l(xi_l): the per-layer densities of a `_posterior_pass`, summed."""
+        return tf.add_n([q.log_prob(v) for q, v in zip(distributions, latents, strict=True)])
 
     def _mean_pass(self, x):
         """The posterior parameters along the mean path (top-down: each layer given the means above)."""
@@ -262,14 +273,14 @@ class DLGM(LatentVariableModel):
                 [head.make_distribution(p) for head, p in zip(self.heads, self.recognition_parameters(x), strict=True)]
             )
         num = self.num_layers
+        features = self.recognition(x)
 
         def conditional(layer):
             def make(*above):  # JDS passes the draws so far, most recent first: xi_{l+1}, ..., xi_L
-                given = {num - 1 - i: value for i, value in enumerate(reversed(above))}
-                _, distributions, _ = self._posterior_pass(
-                    x, lambda k, q: given.get(k, tf.zeros(tf.shape(q.loc), q.dtype))
-                )
-                return distributions[layer]
+                h = None
+                for k, value in zip(range(num - 1, layer, -1), reversed(above), strict=True):
+                    h = self._state(k, h, value)
+                return self.heads[layer].make_distribution(self._head_parameters(layer, features, h))
 
             return make
 
@@ -308,7 +319,7 @@ class DLGM(LatentVariableModel):
     def sample_posterior(self, x, num_samples, seed):
         if self.top_down:
             _, distributions, xi = self._sample_top_down(x, num_samples, seed)
-            return xi, tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
+            return xi, self._log_q(distributions, xi)
         q = self.encode(x)
         xi = random.sample(q, num_samples, seed)  # q.sample, by the generator suited to the trace
         return xi, q.log_prob(xi)
@@ -326,8 +337,7 @@ class DLGM(LatentVariableModel):
                 layer_kl = tfd.kl_divergence(q, p)  # [B] (top layer) or [L, B]
                 kl += layer_kl if layer_kl.shape.rank == 1 else tf.reduce_mean(layer_kl, axis=0)
             return xi, kl
-        log_q = tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
-        return xi, tf.reduce_mean(log_q - self.prior().log_prob(xi), axis=0)
+        return xi, tf.reduce_mean(self._log_q(distributions, xi) - self.prior().log_prob(xi), axis=0)
 
     def observation_log_prob(self, x, xi):
         """log p(x | xi) [...]: Bernoulli pixels scored by `bernoulli_log_prob` on the logits (the density of
@@ -344,7 +354,7 @@ class DLGM(LatentVariableModel):
         xi = self._check_latents(xi)
         if self.top_down:
             _, distributions, _ = self._posterior_pass(x, lambda layer, q: xi[layer])
-            return tf.add_n([q.log_prob(v) for q, v in zip(distributions, xi, strict=True)])
+            return self._log_q(distributions, xi)
         return self.encode(x).log_prob(xi)
 
     def sample_joint(self, num_examples, seed):
