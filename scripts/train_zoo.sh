@@ -70,6 +70,12 @@ case "$name" in
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated|dlgm-bmnist-rank1-gated)  # the 50,000-digit recipes with gated hidden units
+    # h = (W x + b) * sigmoid(V x + c) and Polyak averaging of the weights (momentum 0.999)
+    cov=${name#dlgm-bmnist-}; cov=${cov%-gated}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \

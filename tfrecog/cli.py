@@ -45,6 +45,10 @@ def cmd_train(args):
                 model[key] = getattr(args, flag)
         overrides = {"model": model, "seed": args.seed, "batch_size": args.batch_size,
                      "optimizer": {"class_name": args.optimizer, "config": {"learning_rate": args.lr}}}
+        if args.ema is not None:
+            if not 0.0 < args.ema < 1.0:
+                raise ValueError(f"--ema is a momentum in (0, 1), e.g. 0.999; got {args.ema}")
+            overrides["optimizer"]["config"].update(use_ema=True, ema_momentum=args.ema)
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
         if args.binarize is not None:
@@ -183,6 +187,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", default="Adam")
+    p.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
+                   help="Polyak averaging of the weights (e.g. 0.999): validation, checkpoints and the saved model "
+                        "use the moving average")
     p.add_argument("--baseline-lr", dest="baseline_lr", type=float, help="NVIL baseline network learning rate")
     p.add_argument("--latent-size", dest="latent_size", type=int)
     p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")

@@ -133,12 +133,19 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.state["epoch"] = self._epoch
         self.state["wall_seconds"] = self._wall_at_start + (time.time() - self._start)
         self.state["updates"] = int(self.model.optimizer.iterations.numpy())
-        io.save_weights(self.model, self.dir / "last.weights.h5")
-        val = (logs or {}).get("val_elbo")
-        if val is not None and np.isfinite(val) and val > self.state.get("best_val_elbo", -np.inf):
-            self.state["best_val_elbo"] = float(val)
-            self.state["best_epoch"] = self._epoch
-            io.save_weights(self.model, self.dir / "best.weights.h5")
+        ema = _uses_ema(self.model)
+        if ema:
+            _swap_ema(self.model)  # the files hold the averaged weights in the model, the training ones in the slots
+        try:
+            io.save_weights(self.model, self.dir / "last.weights.h5")
+            val = (logs or {}).get("val_elbo")
+            if val is not None and np.isfinite(val) and val > self.state.get("best_val_elbo", -np.inf):
+                self.state["best_val_elbo"] = float(val)
+                self.state["best_epoch"] = self._epoch
+                io.save_weights(self.model, self.dir / "best.weights.h5")
+        finally:
+            if ema:
+                _swap_ema(self.model)
         io.write_json(self.dir / "state.json", self.state)
         self._last_save = time.time()
 
@@ -159,7 +166,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         over = self.max_seconds is not None and time.time() - self._start >= self.max_seconds
         val = logs.get("val_elbo")
         improved = val is not None and val > self.state.get("best_val_elbo", -np.inf)
-        if over or improved or time.time() - self._last_save >= self.every_seconds:
+        final = epoch + 1 == self.params.get("epochs")  # saved before `fit` overwrites the weights with their average
+        if over or improved or final or time.time() - self._last_save >= self.every_seconds:
             self._save(logs)
         if over:
             self.model.stop_training = True
@@ -224,6 +232,8 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     last = run_dir / "checkpoints" / "last.weights.h5"
     if last.exists():
         model.load_weights(str(last))
+        if _uses_ema(model):
+            _swap_ema(model)  # back to training weights in the model (see RunCheckpoint._save)
     if state["epoch"] >= config["epochs"]:
         return model, state
     commit = io.git_commit()
@@ -232,7 +242,11 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
 
     _truncate_history(run_dir / "history.csv", state["epoch"])
     budget = max_seconds if max_seconds is not None else config.get("max_seconds")
+    # Polyak averaging (optimizer `use_ema`): validation sees the averaged weights (Keras's SwapEMAWeights), so do
+    # `best` and `last` (RunCheckpoint), and `fit` leaves them in the model at its end.
+    ema = [keras.callbacks.SwapEMAWeights()] if _uses_ema(model) else []
     callbacks = [
+        *ema,
         RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
@@ -250,6 +264,19 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     model.fit(x, batch_size=config["batch_size"], epochs=config["epochs"], initial_epoch=state["epoch"],
               validation_data=validation, callbacks=callbacks, verbose=verbose)
     return model, state
+
+
+def _uses_ema(model) -> bool:
+    return bool(getattr(model.optimizer, "use_ema", False))
+
+
+def _swap_ema(model):
+    """Exchanges the model's trainable weights with the optimizer's moving averages of them."""
+    optimizer = model.optimizer
+    for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+        value = var.numpy()
+        var.assign(average)
+        average.assign(value)
 
 
 def _truncate_history(path: Path, epochs: int):

@@ -14,9 +14,13 @@ def initializer(name: str):
 class MLP(keras.layers.Layer):
     """y = W_out act(... act(W_1 x + b_1) ...) + b_out, applied to the last axis of x [..., D].
 
+    With `activation="gated"` every hidden layer is a gated linear unit (Dauphin et al. 2017, the "gated dense"
+    layers of Tomczak & Welling's VampPrior models): h = (W x + b) * sigmoid(V x + c), W and V held as one Dense
+    layer of twice the width.
+
     Args:
       hidden_sizes: widths of the hidden layers (may be empty: then the layer is affine).
-      activation: hidden nonlinearity, a Keras activation name.
+      activation: hidden nonlinearity, a Keras activation name or 'gated'.
       output_size: width of the linear output layer, or None for no output layer.
       kernel_initializer: Keras initializer name or 'paper' (N(0, 0.01^2) weights and biases).
       output_activation: activation of the output layer (default linear).
@@ -32,10 +36,12 @@ class MLP(keras.layers.Layer):
         self.output_activation = output_activation
         bias = "paper" if kernel_initializer == "paper" else "zeros"
         sizes = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
+        self.gated = activation == "gated"
+        hidden = len(self.hidden_sizes)
         self.dense_layers = [
             keras.layers.Dense(
-                size,
-                activation=activation if i < len(self.hidden_sizes) else output_activation,
+                2 * size if self.gated and i < hidden else size,
+                activation=(None if self.gated else activation) if i < hidden else output_activation,
                 kernel_initializer=initializer(kernel_initializer),
                 bias_initializer=initializer(bias),
                 name=f"dense_{i}",
@@ -45,18 +51,25 @@ class MLP(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for layer in self.dense_layers:
+        widths = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
+        for layer, width in zip(self.dense_layers, widths):
             layer.build(shape)
-            shape = shape[:-1] + (layer.units,)
+            shape = shape[:-1] + (width,)
         self.built = True
 
     def call(self, x):
-        for layer in self.dense_layers:
+        hidden = len(self.hidden_sizes)
+        for i, layer in enumerate(self.dense_layers):
             x = layer(x)
+            if self.gated and i < hidden:
+                linear, gate = keras.ops.split(x, 2, axis=-1)
+                x = linear * keras.ops.sigmoid(gate)
         return x
 
     def compute_output_shape(self, input_shape):
-        units = self.dense_layers[-1].units if self.dense_layers else input_shape[-1]
+        if not self.dense_layers:
+            return tuple(input_shape)
+        units = self.output_size if self.output_size is not None else self.hidden_sizes[-1]
         return tuple(input_shape[:-1]) + (units,)
 
     def get_config(self):
