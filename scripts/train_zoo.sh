@@ -76,6 +76,13 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-60k|dlgm-bmnist-rank1-gated-60k)  # the gated recipes on train+valid (60,000 digits) for
+    # the number of epochs their validation chose on 50,000 (diagonal 51, rank-one 55); no validation split
+    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=55; } || { cov=diagonal; epochs=51; }
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
+      --train-split train+valid --valid-split none \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
