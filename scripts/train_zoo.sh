@@ -83,6 +83,13 @@ case "$name" in
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-deep|dlgm-bmnist-diag-gated-deep-td)  # experiment: the gated recipe with two hidden layers
+    # of 300 in every network (the gated MLPs of Tomczak & Welling's VampPrior models), independent or top-down
+    [ "$name" = dlgm-bmnist-diag-gated-deep-td ] && structure=top_down || structure=independent
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[300,300] --set recognition_hidden_sizes=[300,300] \
+      --set covariance=diagonal --set recognition_structure=$structure --set activation='"gated"' --ema 0.999 \
+      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
