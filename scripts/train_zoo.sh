@@ -90,6 +90,11 @@ case "$name" in
       --set latent_sizes=[100,100] --set hidden_sizes=[300,300] --set recognition_hidden_sizes=[300,300] \
       --set covariance=diagonal --set recognition_structure=$structure --set activation='"gated"' --ema 0.999 \
       --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-r2)  # experiment: the gated recipe with two gated hidden layers of 500 in the recognition
+    # network only (a closer q, the generative networks unchanged)
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500,500] \
+      --set covariance=diagonal --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
