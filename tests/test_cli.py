@@ -26,6 +26,7 @@ def test_errors_are_one_line(tmp_path, capsys, monkeypatch):
         (["train", "vae", "--dataset", "nonsense", "--run", str(tmp_path / "r")], "unknown dataset 'nonsense'"),
         (["train", "vae", "--dataset", "binarized_mnist", "--run", str(tmp_path / "r2")], "files not found"),
         (["sample", "no-such-model"], "no zoo model named"),
+        (["train", "vae", "--run", str(tmp_path / "r3"), "--ema", "1.5"], "--ema is a momentum in (0, 1)"),
     ]
     for argv, expected in cases:
         assert cli.main(argv) == 2
@@ -86,9 +87,10 @@ def test_train_split_options_reach_the_recipe(tmp_path):
 
     run = tmp_path / "run"
     assert cli.main(["train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "16",
-                     "--train-split", "test", "--valid-split", "none", "--verbose", "0"]) == 0
+                     "--train-split", "test", "--valid-split", "none", "--ema", "0.9", "--verbose", "0"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["train_split"] == "test" and config["valid_split"] is None
+    assert config["optimizer"]["config"] == {"learning_rate": 1e-3, "use_ema": True, "ema_momentum": 0.9}
     # no validation split: no best checkpoint, and loading the run falls back to the last weights
     assert not (run / "checkpoints" / "best.weights.h5").exists()
     assert (run / "checkpoints" / "last.weights.h5").exists()

@@ -63,6 +63,10 @@ FACTORIES = {
         784, latent_sizes=(8, 4), hidden_sizes=(32,), recognition_hidden_sizes=(32,),
         recognition_structure="top_down", seed=0,
     ),
+    # Gated hidden units, h = (W x + b) * sigmoid(V x + c): a split and a sigmoid in the exported graphs.
+    "dlgm_gated": lambda: family("DLGM", "dlgm")(
+        784, latent_sizes=(8,), hidden_sizes=(32,), recognition_hidden_sizes=(32,), activation="gated", seed=0
+    ),
     "sbn": lambda: family("SBN", "sbn")(event_size=784, latent_sizes=(16, 8), seed=0),
     # Autoregressive prior and posterior (a greedy sequential pass; the visible layer stays factorial to keep the
     # default run fast: an autoregressive visible layer loops over the 784 pixels).

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tfrecog import io, training
+from tfrecog._tf import keras
 
 
 def tiny_config(**overrides):
@@ -99,3 +100,62 @@ def test_divergence_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path
     assert model.stop_training
     assert (run / "checkpoints" / "last.weights.h5").read_bytes() == saved  # not overwritten by NaN weights
     assert io.read_json(run / "checkpoints" / "state.json")["diverged_at_epoch"] == 3
+
+
+def _weights_and_averages(model):
+    optimizer = model.optimizer
+    return ([v.numpy() for v in optimizer._trainable_variables],
+            [a.numpy() for a in optimizer._model_variables_moving_average])
+
+
+def test_polyak_averaging_checkpoints_hold_the_average_and_resume_exactly(tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(valid_split="test", optimizer={"class_name": "Adam", "config": {
+        "learning_rate": 1e-3, "use_ema": True, "ema_momentum": 0.9}})
+    model, state = training.train(config, run, verbose=0)
+    in_memory = [v.numpy() for v in model.trainable_variables]
+    # The checkpoint holds the average in the model and the training weights in the optimizer's slots ...
+    saved, raw = _weights_and_averages(training.load_run(run, "last")[0])
+    assert max(np.abs(a - b).max() for a, b in zip(saved, raw)) > 1e-4  # the average lags the weights
+    # ... `fit` ends with the average in the model, as users load it (best = last here: validation improves) ...
+    for a, b in zip(in_memory, saved):
+        np.testing.assert_array_equal(a, b)
+    best, _ = _weights_and_averages(training.load_run(run, "best")[0])
+    assert state["best_epoch"] == 2
+    for a, b in zip(best, saved):
+        np.testing.assert_array_equal(a, b)
+    # ... a finished run loads as the average ...
+    finished, _ = training.train(None, run, epochs=2, verbose=0)
+    for a, b in zip(_weights_and_averages(finished)[0], saved):
+        np.testing.assert_array_equal(a, b)
+    # ... and a resumed run trains on from the training weights, with the average back in its slots.
+    seen = []
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(_weights_and_averages(self.model))
+
+    training.train(None, run, epochs=3, verbose=0, callbacks=[AtStart()])
+    weights, averages = seen[0]
+    for a, b in zip(weights, raw):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(averages, saved):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_polyak_average_follows_its_definition(tmp_path):
+    """After each update theta_bar <- m theta_bar + (1 - m) theta (theta_bar = theta at the first update)."""
+    model = training.build_model(tiny_config(), 784)
+    optimizer = keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
+    model.compile(optimizer=optimizer, steps_per_execution=1)
+    x = np.random.default_rng(0).integers(0, 2, (200, 784)).astype("float32")
+    model._build_for_training()
+    history = []  # theta after each update (one a step, one step an epoch), read before `fit` ends with the average
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: history.append([v.numpy() for v in optimizer._trainable_variables]))
+    model.fit(x, batch_size=200, epochs=3, verbose=0, callbacks=[record])
+    expected = history[0]
+    for theta in history[1:]:
+        expected = [0.5 * e + 0.5 * t for e, t in zip(expected, theta)]
+    for a, e in zip(optimizer._model_variables_moving_average, expected):
+        np.testing.assert_allclose(a.numpy(), e, rtol=1e-5, atol=1e-6)

@@ -232,10 +232,10 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     last = run_dir / "checkpoints" / "last.weights.h5"
     if last.exists():
         model.load_weights(str(last))
-        if _uses_ema(model):
-            _swap_ema(model)  # back to training weights in the model (see RunCheckpoint._save)
     if state["epoch"] >= config["epochs"]:
-        return model, state
+        return model, state  # with Polyak averaging, the model holds the average (as `fit` leaves it)
+    if last.exists() and _uses_ema(model):
+        _swap_ema(model)  # train on from the training weights, the average back in its slots (RunCheckpoint._save)
     commit = io.git_commit()
     if not state.setdefault("commits", []) or state["commits"][-1] != commit:
         state["commits"].append(commit)  # every commit whose code trained this run, oldest first
