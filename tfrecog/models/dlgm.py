@@ -65,7 +65,8 @@ class DLGM(LatentVariableModel):
       event_size: D, the flattened data size.
       latent_sizes: K_1, ..., K_L, bottom (next to x) first.
       hidden_sizes: hidden widths of every generative MLP T_l (ignored when `linear`).
-      activation: hidden nonlinearity of the generative and recognition MLPs.
+      activation: hidden nonlinearity of the generative and recognition MLPs: a Keras activation name, or 'gated'
+        for gated linear units (see `MLP`).
       linear: T_l affine (no hidden layers).
       noise_matrix: 'diagonal' or 'full' G_l.
       covariance: 'rank_one' or 'diagonal' recognition covariance.

@@ -29,7 +29,7 @@ class VAE(LatentVariableModel):
       event_size: D, the flattened data size (784 for MNIST, 560 for Frey faces).
       latent_size: dimension of z.
       hidden_sizes: hidden layer widths of encoder and decoder (the paper: (500,) MNIST, (200,) Frey faces).
-      activation: hidden nonlinearity ('tanh' in the paper).
+      activation: hidden nonlinearity ('tanh' in the paper; 'gated' for gated linear units, see `MLP`).
       likelihood: 'bernoulli' or 'gaussian'.
       estimator: 'sgvb_b' (analytic KL), 'sgvb_a' (Monte-Carlo KL), 'iwae' or 'wake_sleep'.
       num_samples: L samples per datapoint (K for 'iwae').
