@@ -95,11 +95,12 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500,500] \
       --set covariance=diagonal --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300)  # experiment: the gated recipe with generative networks of 300 gated units (less
-    # capacity to overfit the digits), the recognition network unchanged
+  dlgm-bmnist-diag-gated-g300|dlgm-bmnist-rank1-gated-g300)  # experiment: the gated recipe with generative
+    # networks of 300 gated units (less capacity to overfit the digits), the recognition network unchanged
+    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-g300}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
-      --set covariance=diagonal --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+      --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
