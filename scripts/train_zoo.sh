@@ -101,12 +101,13 @@ case "$name" in
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-60k)  # the g300 recipe on train+valid (60,000 digits) for the epochs its validation
-    # chose on 50,000 (72); no validation split
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 72 \
+  dlgm-bmnist-diag-gated-g300-60k|dlgm-bmnist-rank1-gated-g300-60k)  # the g300 recipes on train+valid (60,000
+    # digits) for the epochs their validation chose on 50,000 (diagonal 72, rank-one 82); no validation split
+    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-g300-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=82; } || { cov=diagonal; epochs=72; }
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
-      --set covariance=diagonal --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+      --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
