@@ -5,6 +5,8 @@ set -euo pipefail
 name=$1; shift
 data=${TFRECOG_DATA_DIR:-../shared/data}
 runs=${TFRECOG_RUNS:-../runs}  # outside the work tree, so a re-laid checkout keeps the run folders
+# The DLGM entries named dlgm-bmnist-rank1* use the rank-one recognition covariance, the others the diagonal one.
+case "$name" in dlgm-bmnist-rank1*) cov=rank_one ;; *) cov=diagonal ;; esac
 case "$name" in
   vae-bmnist)
     tfrecog train vae --dataset binarized_mnist --data-dir "$data" --run "$runs"/vae-bmnist --epochs 3000 \
@@ -49,12 +51,10 @@ case "$name" in
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=diagonal --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-rank1-iwae5|dlgm-bmnist-diag-iwae5)  # experiment (IWAE k=5), not in the zoo: see README, DLGM
-    cov=${name#dlgm-bmnist-}; cov=${cov%-iwae5}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --estimator iwae --samples 5 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-rank1-td|dlgm-bmnist-diag-td)  # experiment: top-down recognition + KL warm-up over 50 epochs (25,000 updates)
-    cov=${name#dlgm-bmnist-}; cov=${cov%-td}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set recognition_structure=top_down --set kl_warmup_steps=25000 \
@@ -65,20 +65,19 @@ case "$name" in
       --set covariance=diagonal --set recognition_structure=top_down --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-60k|dlgm-bmnist-rank1-60k)  # the 50,000-digit recipes above on train+valid (60,000 digits) for
     # the number of epochs their validation chose (diagonal 100, rank-one 159); no validation split
-    cov=${name#dlgm-bmnist-}; cov=${cov%-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=159; } || { cov=diagonal; epochs=100; }
+    [ "$cov" = rank_one ] && epochs=159 || epochs=100
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-gated|dlgm-bmnist-rank1-gated)  # the 50,000-digit recipes with gated hidden units
     # h = (W x + b) * sigmoid(V x + c) and Polyak averaging of the weights (momentum 0.999)
-    cov=${name#dlgm-bmnist-}; cov=${cov%-gated}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-gated-60k|dlgm-bmnist-rank1-gated-60k)  # the gated recipes on train+valid (60,000 digits) for
     # the number of epochs their validation chose on 50,000 (diagonal 51, rank-one 55); no validation split
-    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=55; } || { cov=diagonal; epochs=51; }
+    [ "$cov" = rank_one ] && epochs=55 || epochs=51
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[500] --set recognition_hidden_sizes=[500] \
@@ -97,13 +96,12 @@ case "$name" in
       --set covariance=diagonal --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-gated-g300|dlgm-bmnist-rank1-gated-g300)  # experiment: the gated recipe with generative
     # networks of 300 gated units (less capacity to overfit the digits), the recognition network unchanged
-    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-g300}; [ "$cov" = rank1 ] && cov=rank_one || cov=diagonal
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-gated-g300-60k|dlgm-bmnist-rank1-gated-g300-60k)  # the g300 recipes on train+valid (60,000
     # digits) for the epochs their validation chose on 50,000 (diagonal 72, rank-one 82); no validation split
-    cov=${name#dlgm-bmnist-}; cov=${cov%-gated-g300-60k}; [ "$cov" = rank1 ] && { cov=rank_one; epochs=82; } || { cov=diagonal; epochs=72; }
+    [ "$cov" = rank_one ] && epochs=82 || epochs=72
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \

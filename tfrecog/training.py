@@ -271,7 +271,11 @@ def _uses_ema(model) -> bool:
 
 
 def _swap_ema(model):
-    """Exchanges the model's trainable weights with the optimizer's moving averages of them."""
+    """Exchanges the model's trainable weights with the optimizer's moving averages of them.
+
+    Through a host copy rather than `SwapEMAWeights`'s in-place swap by additions (a + b - b), which is exact only up
+    to rounding: a resumed run must continue from exactly the weights it stopped with.
+    """
     optimizer = model.optimizer
     for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
         value = var.numpy()

@@ -35,7 +35,8 @@ class MLP(keras.layers.Layer):
         self.kernel_initializer = kernel_initializer
         self.output_activation = output_activation
         bias = "paper" if kernel_initializer == "paper" else "zeros"
-        sizes = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
+        # Output width of each Dense layer after its nonlinearity (a gated layer's Dense is twice as wide).
+        self._widths = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
         self.gated = activation == "gated"
         hidden = len(self.hidden_sizes)
         self.dense_layers = [
@@ -46,13 +47,12 @@ class MLP(keras.layers.Layer):
                 bias_initializer=initializer(bias),
                 name=f"dense_{i}",
             )
-            for i, size in enumerate(sizes)
+            for i, size in enumerate(self._widths)
         ]
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        widths = list(self.hidden_sizes) + ([self.output_size] if self.output_size is not None else [])
-        for layer, width in zip(self.dense_layers, widths):
+        for layer, width in zip(self.dense_layers, self._widths):
             layer.build(shape)
             shape = shape[:-1] + (width,)
         self.built = True
@@ -67,10 +67,7 @@ class MLP(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        if not self.dense_layers:
-            return tuple(input_shape)
-        units = self.output_size if self.output_size is not None else self.hidden_sizes[-1]
-        return tuple(input_shape[:-1]) + (units,)
+        return tuple(input_shape[:-1]) + (self._widths[-1] if self._widths else input_shape[-1],)
 
     def get_config(self):
         return {
