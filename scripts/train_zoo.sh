@@ -106,6 +106,26 @@ case "$name" in
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-g300-td|dlgm-bmnist-rank1-gated-g300-td)  # experiment: the g300 recipes with top-down
+    # recognition q(xi_1 | x, h_2) (with independent layers the first layer of the iwae5 run collapsed entirely)
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
+      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-g300-td-60k|dlgm-bmnist-rank1-gated-g300-td-60k)  # the top-down g300 recipes on train+valid
+    # (60,000 digits) for the epochs their validation chose on 50,000 (diagonal 105, rank-one 102); no validation split
+    [ "$cov" = rank_one ] && epochs=102 || epochs=105
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
+      --train-split train+valid --valid-split none \
+      --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
+      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+  dlgm-bmnist-diag-gated-g300-td3|dlgm-bmnist-rank1-gated-g300-td3)  # experiment: the top-down g300 recipes with a
+    # third layer of 100 latents
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[100,100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
+      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
+      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[100,100] --set hidden_sizes=[500,500] --set recognition_hidden_sizes=[500,500] \
