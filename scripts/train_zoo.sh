@@ -120,15 +120,17 @@ case "$name" in
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
       --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-td3|dlgm-bmnist-rank1-gated-g300-td3)  # experiment: the top-down g300 recipes with a
-    # third layer of 100 latents
+  dlgm-bmnist-diag-gated-g300-td3|dlgm-bmnist-rank1-gated-g300-td3|dlgm-bmnist-diag-gated-g300-td4)  # experiment:
+    # the top-down g300 recipes with a third (td3) or a third and a fourth (td4) layer of 100 latents
+    [ "${name##*-}" = td4 ] && sizes=[100,100,100,100] || sizes=[100,100,100]
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
-      --set latent_sizes=[100,100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
+      --set latent_sizes=$sizes --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
       --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-gated-g300-td3-60k|dlgm-bmnist-rank1-gated-g300-td3-60k)  # the three-layer top-down recipes on
-    # train+valid (60,000 digits) for the epochs their validation chose on 50,000 (diagonal 82); no validation split
-    [ "$cov" = rank_one ] && epochs=${TD3_RANK1_EPOCHS:?} || epochs=82
+    # train+valid (60,000 digits) for the epochs their validation chose on 50,000 (diagonal 82, rank-one 115); no
+    # validation split
+    [ "$cov" = rank_one ] && epochs=115 || epochs=82
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
