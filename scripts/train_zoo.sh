@@ -106,34 +106,23 @@ case "$name" in
       --train-split train+valid --valid-split none \
       --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set activation='"gated"' --ema 0.999 --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-td|dlgm-bmnist-rank1-gated-g300-td)  # experiment: the g300 recipes with top-down
-    # recognition q(xi_1 | x, h_2) (with independent layers the first layer of the iwae5 run collapsed entirely)
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
-      --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
-      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
-      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-td-60k|dlgm-bmnist-rank1-gated-g300-td-60k)  # the top-down g300 recipes on train+valid
-    # (60,000 digits) for the epochs their validation chose on 50,000 (diagonal 105, rank-one 102); no validation split
-    [ "$cov" = rank_one ] && epochs=102 || epochs=105
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
-      --train-split train+valid --valid-split none \
-      --set latent_sizes=[100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
-      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
-      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-td3|dlgm-bmnist-rank1-gated-g300-td3|dlgm-bmnist-diag-gated-g300-td4)  # experiment:
-    # the top-down g300 recipes with a third (td3) or a third and a fourth (td4) layer of 100 latents
-    [ "${name##*-}" = td4 ] && sizes=[100,100,100,100] || sizes=[100,100,100]
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+  dlgm-bmnist-diag-gated-g300-td|dlgm-bmnist-rank1-gated-g300-td|dlgm-bmnist-diag-gated-g300-td3|\
+  dlgm-bmnist-rank1-gated-g300-td3|dlgm-bmnist-diag-gated-g300-td4|\
+  dlgm-bmnist-diag-gated-g300-td-60k|dlgm-bmnist-rank1-gated-g300-td-60k|\
+  dlgm-bmnist-diag-gated-g300-td3-60k|dlgm-bmnist-rank1-gated-g300-td3-60k)
+    # Top-down recognition q(xi_L | x) prod_l q(xi_l | x, h_{l+1}) on the g300 recipes (with independent layers the
+    # first layer of the iwae5 run collapsed entirely): td two layers of 100 latents, td3 three, td4 four (experiments
+    # on the 50,000 training digits). The -60k entries train on train+valid (60,000 digits, no validation split) for
+    # the epochs validation chose on 50,000: td diagonal 105, rank-one 102; td3 diagonal 82, rank-one 115.
+    case "$name" in *-td4) sizes=[100,100,100,100] ;; *-td3|*-td3-60k) sizes=[100,100,100] ;; *) sizes=[100,100] ;; esac
+    epochs=3000; split=()
+    case "$name" in
+      *-td-60k) [ "$cov" = rank_one ] && epochs=102 || epochs=105 ;;
+      *-td3-60k) [ "$cov" = rank_one ] && epochs=115 || epochs=82 ;;
+    esac
+    case "$name" in *-60k) split=(--train-split train+valid --valid-split none) ;; esac
+    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs "${split[@]}" \
       --set latent_sizes=$sizes --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
-      --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
-      --weight-prior-scale 1.0 --verbose 2 "$@" ;;
-  dlgm-bmnist-diag-gated-g300-td3-60k|dlgm-bmnist-rank1-gated-g300-td3-60k)  # the three-layer top-down recipes on
-    # train+valid (60,000 digits) for the epochs their validation chose on 50,000 (diagonal 82, rank-one 115); no
-    # validation split
-    [ "$cov" = rank_one ] && epochs=115 || epochs=82
-    tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs \
-      --train-split train+valid --valid-split none \
-      --set latent_sizes=[100,100,100] --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
       --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
       --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
