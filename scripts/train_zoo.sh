@@ -110,12 +110,14 @@ case "$name" in
   dlgm-bmnist-rank1-gated-g300-td3|dlgm-bmnist-diag-gated-g300-td4|\
   dlgm-bmnist-diag-gated-g300-td-60k|dlgm-bmnist-rank1-gated-g300-td-60k|\
   dlgm-bmnist-diag-gated-g300-td3-60k|dlgm-bmnist-rank1-gated-g300-td3-60k|\
-  dlgm-bmnist-diag-gated-g300-td3-iwae5|dlgm-bmnist-rank1-gated-g300-td3-iwae5)
+  dlgm-bmnist-diag-gated-g300-td3-iwae5|dlgm-bmnist-rank1-gated-g300-td3-iwae5|\
+  dlgm-bmnist-diag-gated-g300-td3-r1000|dlgm-bmnist-rank1-gated-g300-td3-r1000)
     # Top-down recognition q(xi_L | x) prod_l q(xi_l | x, h_{l+1}) on the g300 recipes (with independent layers the
     # first layer of the iwae5 run collapsed entirely): td two layers of 100 latents, td3 three, td4 four (experiments
     # on the 50,000 training digits). The -60k entries train on train+valid (60,000 digits, no validation split) for
     # the epochs validation chose on 50,000: td diagonal 105, rank-one 102; td3 diagonal 82, rank-one 115. The -iwae5
-    # entries train td3 on the importance-weighted bound with k=5 (experiment).
+    # entries train td3 on the importance-weighted bound with k=5 (experiment); -r1000 widens the recognition
+    # network to 1000 gated units (experiment).
     case "$name" in *-td4) sizes=[100,100,100,100] ;; *-td3*) sizes=[100,100,100] ;; *) sizes=[100,100] ;; esac
     epochs=3000; split=(); objective=()
     case "$name" in
@@ -124,8 +126,9 @@ case "$name" in
     esac
     case "$name" in *-60k) split=(--train-split train+valid --valid-split none) ;; esac
     case "$name" in *-iwae5) objective=(--estimator iwae --samples 5) ;; esac
+    recognition=[500]; case "$name" in *-r1000*) recognition=[1000] ;; esac
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs "${split[@]}" \
-      --set latent_sizes=$sizes --set hidden_sizes=[300] --set recognition_hidden_sizes=[500] \
+      --set latent_sizes=$sizes --set hidden_sizes=[300] --set recognition_hidden_sizes=$recognition \
       --set covariance=$cov --set recognition_structure=top_down --set activation='"gated"' --ema 0.999 \
       "${objective[@]}" --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   dlgm-bmnist-diag-deep)  # experiment: the dlgm-bmnist-diag recipe with two hidden layers in every MLP
