@@ -12,13 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from tfrecog import data, plots, training, zoo
+from tfrecog import data, plots, training
 
 name, out = sys.argv[1], sys.argv[2]
-if Path(name).exists():
-    model, recipe = training.load_run(Path(name))
-else:
-    model, recipe = zoo.load(name), zoo.info(name)["recipe"]
+model, recipe = training.load(name)  # a run folder or a zoo name
 test = data.load(recipe["dataset"], recipe.get("test_split", "test"), binarize=recipe.get("binarize"))
 means = model(test.x)  # posterior means E[z | x] (a list with one entry per latent layer for layered models)
 if isinstance(means, (list, tuple)):

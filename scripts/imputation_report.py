@@ -33,16 +33,6 @@ import time
 import numpy as np
 
 
-def _load(name_or_run):
-    from tfrecog import training, zoo
-
-    path = Path(name_or_run)
-    if path.exists():
-        model, config = training.load_run(path)
-        return model, config
-    return zoo.load(name_or_run), zoo.info(name_or_run)["recipe"]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", required=True, help="MODEL:mar:FRACTION or MODEL:square:SIZE")
@@ -55,7 +45,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tfrecog import data as data_lib
-    from tfrecog import io, plots
+    from tfrecog import io, plots, training
     from tfrecog.impute import imputation_error, impute, missing_at_random, missing_square, plot_imputation
 
     out = Path(args.out)
@@ -65,7 +55,7 @@ def main(argv=None):
         name, kind, value = case.split(":")
         label = Path(name).name
         if name not in models:
-            models[name] = _load(name)
+            models[name] = training.load(name)
         model, config = models[name]
         binarize = config.get("binarize")
         test = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,

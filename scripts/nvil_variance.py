@@ -55,17 +55,13 @@ def main(argv=None):
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    from pathlib import Path
 
     from tfrecog import data as data_lib
-    from tfrecog import io, training, zoo
+    from tfrecog import io, training
     from tfrecog._tf import tf
     from tfrecog.estimators import nvil
 
-    if Path(args.model).exists():
-        model, config = training.load_run(Path(args.model))
-    else:
-        model, config = zoo.load(args.model), zoo.info(args.model)["recipe"]
+    model, config = training.load(args.model)  # a run folder or a zoo name
     test = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,
                          binarize=config.get("binarize"))
     rows = np.sort(np.random.default_rng(0).permutation(len(test.x))[: args.batch])

@@ -69,6 +69,22 @@ def test_best_checkpoint_tracks_validation(tmp_path, monkeypatch):
     assert metrics["test_K5_n50"]["num_examples"] == 50
 
 
+def test_load_reads_a_run_folder_or_a_zoo_name(tmp_path):
+    from tfrecog import zoo
+
+    run = tmp_path / "run"
+    trained, _ = training.train(tiny_config(epochs=1), run, verbose=0)
+    model, config = training.load(run)
+    assert config == io.read_json(run / "config.json")
+    x = np.zeros((2, 784), np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), trained(x).numpy())
+    name = "dlgm-frey"  # the zoo's smallest card
+    model, config = training.load(name)
+    assert config == zoo.info(name)["recipe"] and model.event_size == zoo.info(name)["config"]["event_size"]
+    with pytest.raises(training.RunError, match="neither a run folder .* nor a zoo model: no zoo model named"):
+        training.load(tmp_path / "no-such-run")
+
+
 def test_missing_run_folder(tmp_path):
     with pytest.raises(training.RunError, match="config.json"):
         training.load_run(tmp_path / "nope")

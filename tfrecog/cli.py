@@ -69,18 +69,12 @@ def cmd_train(args):
     print(f"run folder: {run}")
 
 
-def _load(name_or_run, data_dir=None):
+def _load(name_or_run):
     """A model from a run folder or a zoo name; returns (model, config, label)."""
-    path = Path(name_or_run)
-    if path.exists():
-        from tfrecog import training
+    from tfrecog import training
 
-        model, config = training.load_run(path)
-        return model, config, str(path)
-    from tfrecog import zoo
-
-    model = zoo.load(name_or_run)
-    return model, zoo.info(name_or_run)["recipe"], name_or_run
+    model, config = training.load(name_or_run)
+    return model, config, str(name_or_run)
 
 
 def cmd_evaluate(args):

@@ -314,6 +314,21 @@ def load_run(run_dir, which: str = "best"):
     return model, config
 
 
+def load(name_or_run, which: str = "best"):
+    """`(model, config)` from a run folder (as `load_run`) or, where no such path exists, a zoo name (the card's
+    weights, checksum-verified, and its recipe as the config): what every `tfrecog` command accepts as RUN_OR_NAME."""
+    path = Path(name_or_run)
+    if path.exists():
+        return load_run(path, which)
+    from tfrecog import zoo
+
+    try:
+        card = zoo.info(str(name_or_run))
+    except zoo.ZooError as err:
+        raise RunError(f"{name_or_run!r} is neither a run folder (no such path) nor a zoo model: {err}") from None
+    return zoo.load(card["name"]), card["recipe"]
+
+
 def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_dir=None, batch_size: int = 100,
                  which: str = "best", limit: int | None = None, seed: int = 0, progress: bool = True):
     """Importance-sampled log-likelihood of a run's model on a split; merged into the folder's `metrics.json`."""
