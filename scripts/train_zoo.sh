@@ -111,7 +111,8 @@ case "$name" in
   dlgm-bmnist-diag-gated-g300-td-60k|dlgm-bmnist-rank1-gated-g300-td-60k|\
   dlgm-bmnist-diag-gated-g300-td3-60k|dlgm-bmnist-rank1-gated-g300-td3-60k|\
   dlgm-bmnist-diag-gated-g300-td3-iwae5|dlgm-bmnist-rank1-gated-g300-td3-iwae5|\
-  dlgm-bmnist-diag-gated-g300-td3-r1000|dlgm-bmnist-rank1-gated-g300-td3-r1000)
+  dlgm-bmnist-diag-gated-g300-td3-r1000|dlgm-bmnist-rank1-gated-g300-td3-r1000|\
+  dlgm-bmnist-diag-gated-g300-td3-r1000-60k|dlgm-bmnist-rank1-gated-g300-td3-iwae5-60k)
     # Top-down recognition q(xi_L | x) prod_l q(xi_l | x, h_{l+1}) on the g300 recipes (with independent layers the
     # first layer of the iwae5 run collapsed entirely): td two layers of 100 latents, td3 three, td4 four (experiments
     # on the 50,000 training digits). The -60k entries train on train+valid (60,000 digits, no validation split) for
@@ -123,9 +124,11 @@ case "$name" in
     case "$name" in
       *-td-60k) [ "$cov" = rank_one ] && epochs=102 || epochs=105 ;;
       *-td3-60k) [ "$cov" = rank_one ] && epochs=115 || epochs=82 ;;
+      *-td3-r1000-60k) epochs=82 ;;
+      *-td3-iwae5-60k) epochs=82 ;;
     esac
     case "$name" in *-60k) split=(--train-split train+valid --valid-split none) ;; esac
-    case "$name" in *-iwae5) objective=(--estimator iwae --samples 5) ;; esac
+    case "$name" in *-iwae5*) objective=(--estimator iwae --samples 5) ;; esac
     recognition=[500]; case "$name" in *-r1000*) recognition=[1000] ;; esac
     tfrecog train dlgm --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs $epochs "${split[@]}" \
       --set latent_sizes=$sizes --set hidden_sizes=[300] --set recognition_hidden_sizes=$recognition \
