@@ -55,7 +55,6 @@ def main(argv=None):
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-
     from tfrecog import data as data_lib
     from tfrecog import io, training
     from tfrecog._tf import tf
