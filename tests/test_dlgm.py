@@ -46,6 +46,7 @@ CONFIGS = [
         num_samples=3,
     ),
     dict(recognition_structure="top_down", kl_warmup_steps=100),
+    dict(likelihood="gaussian", mean_activation="sigmoid", observation_scale="predicted"),
 ]
 
 
@@ -67,6 +68,7 @@ def test_config_round_trip(settings):
         (dict(covariance="full"), "covariance must be one of"),
         (dict(likelihood="categorical"), "DLGM likelihood must be"),
         (dict(mean_activation="relu"), "mean_activation must be"),
+        (dict(observation_scale="fixed"), "observation_scale must be one of"),
         (dict(estimator="nvil"), "unknown estimator"),
     ],
 )
@@ -224,6 +226,35 @@ def test_log_likelihood_estimate_runs_and_bounds_the_elbo():
 def test_marginal_only_for_factor_analysis():
     with pytest.raises(ValueError, match="one-layer linear DLGM with a Gaussian likelihood"):
         small_model().marginal()
+    predicted = small_model(latent_sizes=(3,), linear=True, likelihood="gaussian", observation_scale="predicted")
+    with pytest.raises(ValueError, match="observation_scale='shared'"):
+        predicted.marginal()
+
+
+def test_predicted_observation_scale_density_by_hand():
+    """observation_scale='predicted': p(x | h_1) = prod_d N(x_d; sigmoid(a_d), (min_scale + exp(s_d))^2) with
+    [a, s] = T_0(h_1) split in halves; the scale differs between examples and no shared scale variable exists."""
+    model = small_model(likelihood="gaussian", mean_activation="sigmoid", observation_scale="predicted")
+    rng = np.random.default_rng(1)
+    xi = [tf.constant(rng.normal(size=(5, 4)), tf.float32), tf.constant(rng.normal(size=(5, 3)), tf.float32)]
+    x = rng.random((5, 12)).astype(np.float32)
+    out = model.observation(model.generative_states(xi)[0]).numpy().astype(np.float64)
+    assert out.shape == (5, 24)
+    mean, scale = 1.0 / (1.0 + np.exp(-out[:, :12])), model.min_scale + np.exp(out[:, 12:])
+    expected = np.sum(-0.5 * ((x - mean) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi), axis=-1)
+    np.testing.assert_allclose(model.observation_log_prob(x, xi).numpy(), expected, rtol=1e-5)
+    decoder = model.export_decoder_outputs(xi)
+    np.testing.assert_allclose(decoder["log_scale"].numpy(), np.log(scale), rtol=1e-5, atol=1e-6)
+    assert np.ptp(decoder["log_scale"].numpy(), axis=0).max() > 1e-4  # per example, not shared
+    assert not hasattr(model, "observation_log_scale")
+    expected_variables = [
+        *model.transitions[0].trainable_variables,
+        *model.noise_matrices,
+        *model.observation.trainable_variables,
+    ]
+    assert {id(v) for v in model.generative_variables} == {id(v) for v in expected_variables}
+    loss, _ = model.objective(tf.constant(x), tf.constant([0, 1]))
+    assert np.isfinite(loss.numpy())
 
 
 def test_one_layer_linear_gaussian_dlgm_is_factor_analysis():

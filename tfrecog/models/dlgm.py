@@ -12,9 +12,10 @@ from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
 from tfrecog.models.base import LatentVariableModel
 
-__all__ = ["DLGM", "NOISE_MATRICES", "RECOGNITION_STRUCTURES"]
+__all__ = ["DLGM", "NOISE_MATRICES", "OBSERVATION_SCALES", "RECOGNITION_STRUCTURES"]
 
 NOISE_MATRICES = ("diagonal", "full")
+OBSERVATION_SCALES = ("shared", "predicted")
 RECOGNITION_STRUCTURES = ("independent", "top_down")
 
 
@@ -26,7 +27,11 @@ class DLGM(LatentVariableModel):
 
       h_L = G_L xi_L
       h_l = T_l(h_{l+1}) + G_l xi_l,           l = L-1, ..., 1
-      p(x | h_1): Bernoulli(logits = T_0(h_1))   or   N(T_0(h_1), diag(psi))  (psi a learned per-pixel variance)
+      p(x | h_1): Bernoulli(logits = T_0(h_1))   or   N(T_0(h_1), diag(psi))
+
+    Gaussian noise variance psi (`observation_scale`): 'shared', a learned per-pixel variance common to every
+    example (factor analysis, and the paper's model); or 'predicted', psi(h_1) = (min_scale + exp(S_0(h_1)))^2
+    per example and pixel, S_0 a second head of T_0's output layer (as the VAE's Gaussian decoder).
 
     T_l are MLPs (`hidden_sizes`, `activation`), affine when `linear=True`. G_l is a learned diagonal matrix
     (`noise_matrix='diagonal'`, the default, initialised to I) or a full K_l x K_l matrix ('full', initialised to I).
@@ -77,6 +82,8 @@ class DLGM(LatentVariableModel):
       estimator, num_samples, weight_prior_scale, seed: see `LatentVariableModel`.
       kernel_initializer: a Keras initializer name, or 'paper' for N(0, 0.01^2).
       min_scale: lower bound on the Gaussian observation standard deviation.
+      observation_scale: Gaussian likelihood only: 'shared' (per-pixel, learned) or 'predicted' (per example and
+        pixel, from h_1).
 
     Example:
       >>> model = DLGM(event_size=784, latent_sizes=(50, 20), covariance="rank_one")
@@ -104,6 +111,7 @@ class DLGM(LatentVariableModel):
         weight_prior_scale: float | None = None,
         kernel_initializer: str = "glorot_uniform",
         min_scale: float = 1e-3,
+        observation_scale: str = "shared",
         seed: int = 0,
         **kwargs,
     ):
@@ -126,6 +134,9 @@ class DLGM(LatentVariableModel):
             raise ValueError(f"recognition_structure must be one of {known}; got {recognition_structure!r}")
         if mean_activation not in (None, "sigmoid"):
             raise ValueError(f"mean_activation must be None or 'sigmoid'; got {mean_activation!r}")
+        if observation_scale not in OBSERVATION_SCALES:
+            known = ", ".join(OBSERVATION_SCALES)
+            raise ValueError(f"observation_scale must be one of {known}; got {observation_scale!r}")
         self._latent_sizes = tuple(int(k) for k in latent_sizes)
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
         self.activation = activation
@@ -137,6 +148,8 @@ class DLGM(LatentVariableModel):
         self.mean_activation = mean_activation
         self.kernel_initializer = kernel_initializer
         self.min_scale = float(min_scale)
+        self.observation_scale = observation_scale
+        predicted = likelihood == "gaussian" and observation_scale == "predicted"
 
         widths = () if self.linear else self.hidden_sizes
         sizes = self._latent_sizes
@@ -153,8 +166,9 @@ class DLGM(LatentVariableModel):
             )
             for layer, k in enumerate(sizes)
         ]
-        self.observation = MLP(widths, activation, event_size, kernel_initializer, name="observation")
-        if likelihood == "gaussian":
+        outputs = event_size * (2 if predicted else 1)  # predicted: [mean pre-activation, log(scale - min_scale)]
+        self.observation = MLP(widths, activation, outputs, kernel_initializer, name="observation")
+        if likelihood == "gaussian" and not predicted:
             # log of (scale - min_scale): the per-pixel noise standard deviation sqrt(psi).
             self.observation_log_scale = self.add_weight(
                 shape=(event_size,), initializer="zeros", name="observation_log_scale"
@@ -289,13 +303,21 @@ class DLGM(LatentVariableModel):
         top_first = tfd.JointDistributionSequential([top] + [conditional(layer) for layer in range(num - 2, -1, -1)])
         return tfd.TransformedDistribution(top_first, tfb.Restructure(list(range(num - 1, -1, -1))))
 
+    @property
+    def _predicts_scale(self):
+        return self.likelihood == "gaussian" and self.observation_scale == "predicted"
+
     def _observation_parameters(self, xi):
         out = self.observation(self.generative_states(xi)[0])
         if self.likelihood == "bernoulli":
             return out, None
+        if self._predicts_scale:
+            out, log_excess = out[..., : self.event_size], out[..., self.event_size :]
+            scale = self.min_scale + tf.exp(log_excess)
+        else:
+            scale = tf.broadcast_to(self.min_scale + tf.exp(self.observation_log_scale), tf.shape(out))
         mean = tf.sigmoid(out) if self.mean_activation == "sigmoid" else out
-        scale = self.min_scale + tf.exp(self.observation_log_scale)
-        return mean, tf.broadcast_to(scale, tf.shape(mean))
+        return mean, scale
 
     def decode(self, xi):
         """p(x | xi) = p(x | h_1(xi)): independent Bernoulli(logits) or Normal(mean, sqrt(psi)) over the D pixels."""
@@ -367,7 +389,7 @@ class DLGM(LatentVariableModel):
     def generative_variables(self):
         variables = [v for t in self.transitions for v in t.trainable_variables]
         variables += list(self.noise_matrices) + list(self.observation.trainable_variables)
-        if self.likelihood == "gaussian":
+        if self.likelihood == "gaussian" and not self._predicts_scale:
             variables.append(self.observation_log_scale)
         return variables
 
@@ -379,8 +401,11 @@ class DLGM(LatentVariableModel):
         Returns a `tfd.MultivariateNormalTriL`; raises for any other configuration (no closed form).
         """
         factor_analysis = self.linear and self.num_layers == 1 and self.likelihood == "gaussian"
-        if not (factor_analysis and self.mean_activation is None):
-            raise ValueError("marginal() needs a one-layer linear DLGM with a Gaussian likelihood (factor analysis)")
+        if not (factor_analysis and self.mean_activation is None and not self._predicts_scale):
+            raise ValueError(
+                "marginal() needs a one-layer linear DLGM with a Gaussian likelihood, identity mean and "
+                "observation_scale='shared' (factor analysis)"
+            )
         if not self.built:
             self.build((None, self.event_size))
         dense = self.observation.dense_layers[0]
@@ -440,4 +465,5 @@ class DLGM(LatentVariableModel):
             "mean_activation": self.mean_activation,
             "kernel_initializer": self.kernel_initializer,
             "min_scale": self.min_scale,
+            "observation_scale": self.observation_scale,
         }
