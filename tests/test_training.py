@@ -111,7 +111,8 @@ def test_divergence_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path
     saved = (run / "checkpoints" / "last.weights.h5").read_bytes()
     callback = training.RunCheckpoint(run, dict(state), every_seconds=0)
     callback.set_model(model)
-    callback.on_epoch_end(2, {"loss": float("nan"), "val_elbo": float("nan")})
+    with pytest.warns(RuntimeWarning, match="training loss is nan at epoch 3: stopped"):
+        callback.on_epoch_end(2, {"loss": float("nan"), "val_elbo": float("nan")})
     callback.on_train_end()
     assert model.stop_training
     assert (run / "checkpoints" / "last.weights.h5").read_bytes() == saved  # not overwritten by NaN weights
