@@ -147,6 +147,7 @@ case "$name" in
   dlgm-frey)
     tfrecog train dlgm --dataset frey_faces --data-dir "$data" --run "$runs"/dlgm-frey --epochs 5000 \
       --set latent_sizes=[10,10] --set hidden_sizes=[200] --set recognition_hidden_sizes=[200] \
-      --set covariance=rank_one --set mean_activation=sigmoid --weight-prior-scale 1.0 --verbose 2 "$@" ;;
+      --set covariance=rank_one --set mean_activation=sigmoid --set observation_scale=predicted \
+      --set recognition_structure=top_down --set activation=gated --weight-prior-scale 1.0 --verbose 2 "$@" ;;
   *) echo "unknown zoo entry $name" >&2; exit 2 ;;
 esac

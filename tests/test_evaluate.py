@@ -5,7 +5,7 @@ import pytest
 
 from tfrecog import data
 from tfrecog._tf import tf, tfd
-from tfrecog.evaluate import log_likelihood
+from tfrecog.evaluate import LogLikelihood, log_likelihood, paired_difference
 from tfrecog.models.base import LatentVariableModel
 
 
@@ -154,3 +154,19 @@ def test_vae_blocked_decoder_gives_the_previous_estimate(monkeypatch):
     generic = log_likelihood(generic_model, x, samples=300, batch_size=8, rows_per_chunk=8 * 100, seed=3)
     np.testing.assert_allclose(blocked.per_example, generic.per_example, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(blocked.per_example_elbo, generic.per_example_elbo, rtol=1e-5, atol=1e-4)
+
+
+def _result(per_example):
+    values = np.asarray(per_example, np.float64)
+    return LogLikelihood(values.mean(), 0.0, values.mean(), 0.0, 1, len(values), values, values)
+
+
+def test_paired_difference_exact():
+    """d_n = a_n - b_n = (1, 3, 5, 7): mean 4, sample std sqrt(20/3), se sqrt(20/3)/2; a shared per-example
+    offset (here 100 n) cancels."""
+    offset = 100.0 * np.arange(4)
+    mean, stderr = paired_difference(_result(offset + [1.0, 3.0, 5.0, 7.0]), _result(offset))
+    assert mean == pytest.approx(4.0)
+    assert stderr == pytest.approx(np.sqrt(20.0 / 3.0) / 2.0)
+    with pytest.raises(ValueError, match="same examples"):
+        paired_difference(_result([1.0, 2.0]), _result([1.0, 2.0, 3.0]))

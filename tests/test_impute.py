@@ -85,6 +85,8 @@ def test_missing_entries_may_be_nan_and_inits(models):
         (dict(init="zeros"), "init must be 'noise', 'observed_mean' or a finite number"),
         (dict(x=np.ones((6, 15), np.float32)), r"x must have shape \[N, 16\]"),
         (dict(x=np.full((6, 16), np.nan, np.float32)), "NaN or inf at observed entries"),
+        (dict(bounds=(1.0, 0.0)), "bounds must be 'auto', None or"),
+        (dict(bounds="clip"), "bounds must be 'auto', None or"),
     ],
 )
 def test_bad_inputs_have_clear_errors(models, kwargs, message):
@@ -92,6 +94,27 @@ def test_bad_inputs_have_clear_errors(models, kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         impute(models["vae"], **arguments)
+
+
+def test_gaussian_completions_stay_in_the_data_domain():
+    """A Gaussian DLGM with a sigmoid mean and a predicted noise scale (about 1 before training) draws far outside
+    [0, 1]; `bounds='auto'` clips its proposals to [0, 1], `bounds=None` does not, an explicit pair is used as is."""
+    keras.utils.set_random_seed(1)
+    model = DLGM(
+        event_size=16, latent_sizes=(3,), hidden_sizes=(8,), likelihood="gaussian", mean_activation="sigmoid",
+        observation_scale="predicted",
+    )
+    x = np.random.default_rng(0).random((50, 16)).astype(np.float32)
+    mask = missing_at_random(x.shape, 0.5)
+    free = impute(model, x, mask, steps=3, bounds=None)
+    assert free.min() < -0.5 and free.max() > 1.5
+    for bounds, (low, high) in (("auto", (0.0, 1.0)), ((0.2, 0.7), (0.2, 0.7))):
+        chain = impute(model, x, mask, steps=3, bounds=bounds)
+        missing = np.broadcast_to(mask == 0, chain.shape)
+        values = chain[1:][missing[1:]]
+        assert values.min() >= low and values.max() <= high
+        assert np.isclose(values, low).any() and np.isclose(values, high).any()  # clipped, not merely in range
+        np.testing.assert_array_equal(chain[:, mask == 1], np.broadcast_to(x[mask == 1], chain[:, mask == 1].shape))
 
 
 def test_chain_samples_the_exact_conditional_of_factor_analysis():

@@ -14,7 +14,7 @@ import numpy as np
 from tfrecog._tf import tf
 from tfrecog.layers import random
 
-__all__ = ["LogLikelihood", "log_likelihood", "perplexity", "DEFAULT_ROWS_PER_CHUNK"]
+__all__ = ["LogLikelihood", "log_likelihood", "paired_difference", "perplexity", "DEFAULT_ROWS_PER_CHUNK"]
 
 # Rows (samples x examples) pushed through the networks at once; bounds memory for any K.
 DEFAULT_ROWS_PER_CHUNK = 20000
@@ -165,6 +165,24 @@ def log_likelihood(
     n = len(values)
     err = lambda v: float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
     return LogLikelihood(float(values.mean()), err(values), float(elbos.mean()), err(elbos), samples, n, values, elbos)
+
+
+def paired_difference(a: LogLikelihood, b: LogLikelihood) -> tuple[float, float]:
+    """Mean and standard error of log p_A(x_n) - log p_B(x_n) over the same N examples:
+
+      d = (1/N) sum_n (a_n - b_n),   se(d) = std(a - b) / sqrt(N)   (ddof = 1)
+
+    Both models must have been scored on the same examples in the same order (e.g. `log_likelihood` on one array);
+    the paired standard error leaves out the spread between examples, which dominates each model's own.
+    """
+    if a.per_example.shape != b.per_example.shape:
+        raise ValueError(
+            f"paired_difference needs both models scored on the same examples; got {a.num_examples} and "
+            f"{b.num_examples} per-example values"
+        )
+    d = np.asarray(a.per_example, np.float64) - np.asarray(b.per_example, np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return float(d.mean()), se
 
 
 def perplexity(log_probs, word_counts) -> dict:

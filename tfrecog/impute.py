@@ -32,13 +32,25 @@ def _as_mask(mask, shape) -> np.ndarray:
 
 
 def impute(
-    model, x, mask, steps: int = 100, seed: int = 0, use_mean: bool = False, init="noise", return_chain: bool = True
+    model,
+    x,
+    mask,
+    steps: int = 100,
+    seed: int = 0,
+    use_mean: bool = False,
+    init="noise",
+    return_chain: bool = True,
+    bounds="auto",
 ) -> np.ndarray:
     """Imputes missing values with the Markov chain of Rezende et al. (2014), for any `LatentVariableModel`.
 
       x_0 = mask * x + (1 - mask) * init
       for t = 1..T:   h_t ~ q(h | x_{t-1});   y_t ~ p(x | h_t)  (y_t = E[x | h_t] with `use_mean`)
-                      x_t = mask * x + (1 - mask) * y_t
+                      x_t = mask * x + (1 - mask) * clip(y_t, low, high)
+
+    The clip keeps the completions in the data's domain (`bounds`): a Gaussian p(x | h) puts mass outside [0, 1]
+    for pixel data, and a model that predicts its noise scale per example predicts a wide one for an
+    out-of-domain completion, so without the clip a chain can feed its own excursions back and diverge.
 
     When q(h | x) is the exact posterior, the chain's stationary distribution of the missing values is
     p(x_missing | x_observed); with an approximate q it is an approximation. Only the base API is used
@@ -54,6 +66,9 @@ def impute(
       init: starting values of the missing entries: 'noise' (coin flips for a Bernoulli model, U(0, 1) otherwise),
         'observed_mean' (per-column mean of the observed entries, 0.5 where a column has none) or a number.
       return_chain: return every completion x_0..x_T, [T + 1, N, D]; otherwise only x_T, [N, D].
+      bounds: (low, high) for the resampled entries; None for no clip; 'auto' (the default): (0, 1) for a
+        Gaussian model with a sigmoid mean (data in [0, 1]: the VAE's Gaussian decoder, a DLGM with
+        `mean_activation='sigmoid'`), None otherwise (Bernoulli and count data are in their domain already).
 
     Returns:
       float32 numpy array [T + 1, N, D] or [N, D]. Observed entries equal x exactly.
@@ -90,7 +105,7 @@ def impute(
     if not model.built:
         model.build((None, event_size))
 
-    step = _chain_step(model, bool(use_mean))
+    step = _chain_step(model, bool(use_mean), _bounds(model, bounds))
     observed_t = tf.constant(observed)
     x_t = tf.constant(np.where(observed, x, 0.0).astype(np.float32))
 
@@ -105,13 +120,31 @@ def impute(
     return current.numpy()
 
 
-# One compiled chain step per (model, use_mean), reused across calls so that repeated imputations do not retrace.
+def _bounds(model, bounds):
+    """The (low, high) clip of `impute`'s proposals, or None."""
+    if isinstance(bounds, str) and bounds == "auto":
+        gaussian = getattr(model, "likelihood", None) == "gaussian"
+        return (0.0, 1.0) if gaussian and getattr(model, "mean_activation", "sigmoid") == "sigmoid" else None
+    if bounds is None:
+        return None
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not low < high:  # also false for NaN
+        raise ValueError(f"bounds must be 'auto', None or (low, high) with low < high; got {bounds!r}")
+    return low, high
+
+
+# One compiled chain step per (model, use_mean, bounds), reused across calls so that repeated imputations do not
+# retrace.
 _STEPS = weakref.WeakKeyDictionary()
 
 
-def _chain_step(model, use_mean: bool):
+def _chain_step(model, use_mean: bool, bounds):
     cache = _STEPS.setdefault(model, {})
-    if use_mean not in cache:
+    key = (use_mean, bounds)
+    if key not in cache:
         # The step holds the model weakly: a strong reference from the cache's value would keep its key alive.
         model_ref = weakref.ref(model)
 
@@ -126,10 +159,13 @@ def _chain_step(model, use_mean: bool):
                 proposal = model._observation_mean(h)
             else:
                 proposal = model.decode(h).sample(seed=data_seed)
-            return tf.where(observed, x, tf.cast(proposal, tf.float32))
+            proposal = tf.cast(proposal, tf.float32)
+            if bounds is not None:
+                proposal = tf.clip_by_value(proposal, *bounds)
+            return tf.where(observed, x, proposal)
 
-        cache[use_mean] = step
-    return cache[use_mean]
+        cache[key] = step
+    return cache[key]
 
 
 def missing_at_random(shape, fraction: float, seed: int = 0) -> np.ndarray:
