@@ -30,7 +30,7 @@ class DLGM(LatentVariableModel):
       p(x | h_1): Bernoulli(logits = T_0(h_1))   or   N(T_0(h_1), diag(psi))
 
     Gaussian noise variance psi (`observation_scale`): 'shared', a learned per-pixel variance common to every
-    example (factor analysis, and the paper's model); or 'predicted', psi(h_1) = (min_scale + exp(S_0(h_1)))^2
+    example (as in factor analysis); or 'predicted', psi(h_1) = (min_scale + exp(S_0(h_1)))^2
     per example and pixel, S_0 a second head of T_0's output layer (as the VAE's Gaussian decoder).
 
     T_l are MLPs (`hidden_sizes`, `activation`), affine when `linear=True`. G_l is a learned diagonal matrix
