@@ -87,9 +87,10 @@ def test_train_split_options_reach_the_recipe(tmp_path):
 
     run = tmp_path / "run"
     assert cli.main(["train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "16",
-                     "--train-split", "test", "--valid-split", "none", "--ema", "0.9", "--verbose", "0"]) == 0
+                     "--train-split", "test", "--valid-split", "none", "--ema", "0.9", "--select-by", "elbo",
+                     "--verbose", "0"]) == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["train_split"] == "test" and config["valid_split"] is None
+    assert config["train_split"] == "test" and config["valid_split"] is None and config["select_by"] == "elbo"
     assert config["optimizer"]["config"] == {"learning_rate": 1e-3, "use_ema": True, "ema_momentum": 0.9}
     # no validation split: no best checkpoint, and loading the run falls back to the last weights
     assert not (run / "checkpoints" / "best.weights.h5").exists()

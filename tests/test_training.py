@@ -176,3 +176,33 @@ def test_polyak_average_follows_its_definition(tmp_path):
         expected = [0.5 * e + 0.5 * t for e, t in zip(expected, theta)]
     for a, e in zip(optimizer._model_variables_moving_average, expected):
         np.testing.assert_allclose(a.numpy(), e, rtol=1e-5, atol=1e-6)
+
+
+def test_select_by_picks_the_best_checkpoint_by_that_validation_metric(tmp_path, monkeypatch):
+    """select_by='iwae_bound': `best` is the epoch with the highest val_iwae_bound of history.csv, recorded as
+    best_val_iwae_bound (not best_val_elbo) with its epoch, and a published card says so."""
+    from tfrecog import zoo
+
+    run = tmp_path / "run"
+    config = tiny_config(epochs=4, valid_split="test", select_by="iwae_bound")
+    config["model"].update(estimator="iwae", num_samples=2)
+    _, state = training.train(config, run, verbose=0)
+    header, *rows = (run / "history.csv").read_text().strip().splitlines()
+    column = header.split(",").index("val_iwae_bound")
+    values = [float(row.split(",")[column]) for row in rows]
+    assert state["best_epoch"] == int(np.argmax(values)) + 1
+    assert state["best_val_iwae_bound"] == pytest.approx(max(values), rel=1e-6)
+    assert "best_val_elbo" not in state
+    assert (run / "checkpoints" / "best.weights.h5").exists()
+    (tmp_path / "zoo" / "weights").mkdir(parents=True)
+    monkeypatch.setattr(zoo, "zoo_dir", lambda: tmp_path / "zoo")
+    card = io.read_json(zoo.publish(run, "tiny-iwae", evaluate=False))
+    assert card["training"]["select_by"] == "iwae_bound"
+    assert card["training"]["best_val_iwae_bound"] == state["best_val_iwae_bound"]
+    assert card["training"]["best_epoch"] == state["best_epoch"]
+
+
+def test_select_by_an_unknown_metric_is_a_clear_error(tmp_path):
+    config = tiny_config(epochs=1, valid_split="test", select_by="iwae_bound")  # SGVB logs no iwae_bound
+    with pytest.raises(training.RunError, match="select_by='iwae_bound' is not among the validation metrics.*elbo"):
+        training.train(config, tmp_path / "run", verbose=0)

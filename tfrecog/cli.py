@@ -57,6 +57,8 @@ def cmd_train(args):
             overrides["train_split"] = args.train_split
         if args.valid_split is not None:
             overrides["valid_split"] = None if args.valid_split == "none" else args.valid_split
+        if args.select_by is not None:
+            overrides["select_by"] = args.select_by
         if args.baseline_lr is not None:
             if args.family not in ("sbn", "fdarn"):
                 raise ValueError("--baseline-lr applies to NVIL-trained families (sbn, fdarn) only")
@@ -196,6 +198,9 @@ def build_parser():
                    "binarized_mnist)")
     p.add_argument("--valid-split", help="validation split for the best checkpoint (default valid where the dataset "
                    "has one); 'none': no validation, the best checkpoint is the last")
+    p.add_argument("--select-by", dest="select_by", metavar="METRIC",
+                   help="validation metric (higher is better) that picks the best checkpoint: elbo (default), or "
+                        "another the model logs, e.g. iwae_bound for --estimator iwae")
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")

@@ -113,14 +113,18 @@ def _compile(model, config):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves `last` (and `best` by validation ELBO) weights with optimizer state, atomically, at most every
-    `every_seconds` and at the end; keeps the epoch count and the accumulated wall time in `state.json`;
-    stops training once `max_seconds` of this call have passed."""
+    """Saves `last` (and `best`: the highest validation value of `select_by`, the ELBO by default) weights with
+    optimizer state, atomically, at most every `every_seconds` and at the end; keeps the epoch count, the
+    accumulated wall time and `best_val_<select_by>` / `best_epoch` in `state.json`; stops training once
+    `max_seconds` of this call have passed."""
 
-    def __init__(self, run_dir: Path, state: dict, every_seconds: float = 60, max_seconds: float | None = None):
+    def __init__(self, run_dir: Path, state: dict, every_seconds: float = 60, max_seconds: float | None = None,
+                 select_by: str = "elbo"):
         super().__init__()
         self.dir = Path(run_dir) / "checkpoints"
         self.state = state
+        self.monitor = f"val_{select_by}"  # a validation log of `fit`, higher is better
+        self.best_key = f"best_val_{select_by}"
         self.every_seconds = every_seconds
         self.max_seconds = max_seconds
         self._start = time.time()
@@ -138,9 +142,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             _swap_ema(self.model)  # the files hold the averaged weights in the model, the training ones in the slots
         try:
             io.save_weights(self.model, self.dir / "last.weights.h5")
-            val = (logs or {}).get("val_elbo")
-            if val is not None and np.isfinite(val) and val > self.state.get("best_val_elbo", -np.inf):
-                self.state["best_val_elbo"] = float(val)
+            val = (logs or {}).get(self.monitor)
+            if val is not None and np.isfinite(val) and val > self.state.get(self.best_key, -np.inf):
+                self.state[self.best_key] = float(val)
                 self.state["best_epoch"] = self._epoch
                 io.save_weights(self.model, self.dir / "best.weights.h5")
         finally:
@@ -164,8 +168,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             return
         self._epoch = epoch + 1
         over = self.max_seconds is not None and time.time() - self._start >= self.max_seconds
-        val = logs.get("val_elbo")
-        improved = val is not None and val > self.state.get("best_val_elbo", -np.inf)
+        val = logs.get(self.monitor)
+        if val is None and any(k.startswith("val_") for k in logs):
+            known = ", ".join(sorted(k[4:] for k in logs if k.startswith("val_")))
+            raise RunError(f"select_by={self.monitor[4:]!r} is not among the validation metrics of this model: {known}")
+        improved = val is not None and val > self.state.get(self.best_key, -np.inf)
         final = epoch + 1 == self.params.get("epochs")  # saved before `fit` overwrites the weights with their average
         if over or improved or final or time.time() - self._last_save >= self.every_seconds:
             self._save(logs)
@@ -247,7 +254,8 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     ema = [keras.callbacks.SwapEMAWeights()] if _uses_ema(model) else []
     callbacks = [
         *ema,
-        RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget),
+        RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget,
+                      config.get("select_by", "elbo")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
         *(callbacks or []),
