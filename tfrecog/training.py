@@ -171,7 +171,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         val = logs.get(self.monitor)
         if val is None and any(k.startswith("val_") for k in logs):
             known = ", ".join(sorted(k[4:] for k in logs if k.startswith("val_")))
-            raise RunError(f"select_by={self.monitor[4:]!r} is not among the validation metrics of this model: {known}")
+            raise RunError(f"select_by={self.monitor[4:]!r} is not among the validation metrics of this model: {known} "
+                           f"(the recipe is saved in {self.dir.parent / 'config.json'}: start a new run folder)")
         improved = val is not None and val > self.state.get(self.best_key, -np.inf)
         final = epoch + 1 == self.params.get("epochs")  # saved before `fit` overwrites the weights with their average
         if over or improved or final or time.time() - self._last_save >= self.every_seconds:
