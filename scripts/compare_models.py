@@ -19,9 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
-import numpy as np
-
-from tfrecog import data, evaluate, training
+from tfrecog import evaluate, training
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("a", help="run folder or zoo name")
@@ -38,15 +36,13 @@ if any(recipe_a.get(k) != recipe_b.get(k) for k in same):
         f"{args.a} and {args.b} must be trained on the same data to be compared; got "
         f"{ {k: recipe_a.get(k) for k in same} } and { {k: recipe_b.get(k) for k in same} }"
     )
-split = data.load(recipe_a["dataset"], args.split or recipe_a["test_split"], binarize=recipe_a.get("binarize"))
-x = split.x
-if split.dynamic_binarization:  # one fixed draw, shared by both models (as `tfrecog evaluate`)
-    x = (np.random.default_rng(args.seed).random(x.shape) < x).astype(np.float32)
+split = args.split or recipe_a["test_split"]
+x = training.evaluation_data(recipe_a, split, seed=args.seed)  # the same examples (and binarization) for both
 results = [evaluate.log_likelihood(m, x, samples=args.samples, seed=args.seed) for m in (model_a, model_b)]
 for name, result in zip((args.a, args.b), results, strict=True):
     print(f"{name}: {result}")
 mean, stderr = evaluate.paired_difference(*results)
 print(
     f"{args.a} - {args.b}: {mean:.2f} +- {stderr:.2f} nats per example "
-    f"(paired, K={args.samples}, {split.name} {split.split}, n={len(x)})"
+    f"(paired, K={args.samples}, {recipe_a['dataset']} {split}, n={len(x)})"
 )

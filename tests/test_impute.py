@@ -228,3 +228,13 @@ def test_plot_imputation_writes_a_figure_atomically(models, tmp_path):
     with pytest.raises(ValueError, match="does not match D = 16"):
         plot_imputation(x, mask, chain, (4, 5), tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_data_range_is_what_auto_bounds_clip_to(models):
+    """'auto' bounds are the model's data_range: [0, 1] for pixels, none for factor analysis and word counts."""
+    from tfrecog.models import SBN
+
+    assert models["vae"].data_range == (0.0, 1.0) and models["dlgm"].data_range == (0.0, 1.0)
+    assert models["gaussian"].data_range == (0.0, 1.0)  # sigmoid mean
+    assert DLGM(event_size=4, latent_sizes=(2,), linear=True, likelihood="gaussian").data_range is None
+    assert SBN(event_size=4, latent_sizes=(2,), likelihood="categorical").data_range is None

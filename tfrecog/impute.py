@@ -66,9 +66,8 @@ def impute(
       init: starting values of the missing entries: 'noise' (coin flips for a Bernoulli model, U(0, 1) otherwise),
         'observed_mean' (per-column mean of the observed entries, 0.5 where a column has none) or a number.
       return_chain: return every completion x_0..x_T, [T + 1, N, D]; otherwise only x_T, [N, D].
-      bounds: (low, high) for the resampled entries; None for no clip; 'auto' (the default): (0, 1) for a
-        Gaussian model with a sigmoid mean (data in [0, 1]: the VAE's Gaussian decoder, a DLGM with
-        `mean_activation='sigmoid'`), None otherwise (Bernoulli and count data are in their domain already).
+      bounds: (low, high) for the resampled entries; None for no clip; 'auto' (the default): the model's
+        `data_range`, (0, 1) for pixels (a no-op for Bernoulli draws), None for factor analysis and word counts.
 
     Returns:
       float32 numpy array [T + 1, N, D] or [N, D]. Observed entries equal x exactly.
@@ -123,8 +122,7 @@ def impute(
 def _bounds(model, bounds):
     """The (low, high) clip of `impute`'s proposals, or None."""
     if isinstance(bounds, str) and bounds == "auto":
-        gaussian = getattr(model, "likelihood", None) == "gaussian"
-        return (0.0, 1.0) if gaussian and getattr(model, "mean_activation", "sigmoid") == "sigmoid" else None
+        return model.data_range
     if bounds is None:
         return None
     try:

@@ -338,6 +338,17 @@ def load(name_or_run, which: str = "best"):
     return zoo.load(card["name"]), card["recipe"]
 
 
+def evaluation_data(config: dict, split: str | None = None, data_dir=None, limit: int | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """The examples a recipe's model is scored on: the first `limit` of `split` (default the test split), with one
+    fixed Bernoulli draw (`seed`) where the dataset is binarized dynamically, so every evaluation sees the same x."""
+    data = _load_split(config, split or config["test_split"], data_dir)
+    x = data.x if limit is None else data.x[:limit]
+    if data.dynamic_binarization:
+        x = (np.random.default_rng(seed).random(x.shape) < x).astype(np.float32)
+    return x
+
+
 def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_dir=None, batch_size: int = 100,
                  which: str = "best", limit: int | None = None, seed: int = 0, progress: bool = True):
     """Importance-sampled log-likelihood of a run's model on a split; merged into the folder's `metrics.json`."""
@@ -346,10 +357,7 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     run_dir = Path(run_dir)
     model, config = load_run(run_dir, which)
     split = split or config["test_split"]
-    data = _load_split(config, split, data_dir)
-    x = data.x if limit is None else data.x[:limit]
-    if data.dynamic_binarization:
-        x = (np.random.default_rng(seed).random(x.shape) < x).astype(np.float32)
+    x = evaluation_data(config, split, data_dir, limit, seed)
     t0 = time.time()
     result = log_likelihood(model, x, samples=samples, batch_size=batch_size, seed=seed, progress=progress)
     metrics_path = run_dir / "metrics.json"

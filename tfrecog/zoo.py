@@ -200,6 +200,9 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
 
             metrics["test_perplexity"] = {**perplexity(full.per_example, test.x), "samples": samples,
                                           "definition": "exp(-mean over documents of log p(doc) / words in doc)"}
+    select_by = config.get("select_by", "elbo")
+    selection = {} if select_by == "elbo" else {"select_by": select_by,
+                                                f"best_val_{select_by}": state.get(f"best_val_{select_by}")}
     card = {
         "name": name,
         "version": version,
@@ -217,9 +220,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                      "commits": state.get("commits", []), "published_at": io.git_commit(),
                      "best_epoch": state.get("best_epoch"),
                      "best_val_elbo": state.get("best_val_elbo"),
-                     **({} if config.get("select_by", "elbo") == "elbo" else {
-                         "select_by": config["select_by"],
-                         f"best_val_{config['select_by']}": state.get(f"best_val_{config['select_by']}")}),
+                     **selection,
                      "command": f"tfrecog train {config['family']} --run {run_dir} ... (recipe above)"},
         "paper": paper or old.get("paper"),
         "weights": {"file": weights_file, "bytes": target.stat().st_size, "sha256": io.sha256(target)},

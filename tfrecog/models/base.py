@@ -142,6 +142,13 @@ class LatentVariableModel(keras.Model):
         return len(self.latent_sizes)
 
     @property
+    def data_range(self):
+        """(low, high) of the data the observation model describes, or None where unbounded: [0, 1] for Bernoulli
+        pixels and for Gaussian pixels with a sigmoid mean (the VAE's, a DLGM's with `mean_activation='sigmoid'`);
+        None for word counts. `tfrecog.impute` keeps its completions in this range."""
+        return (0.0, 1.0) if self.likelihood in ("bernoulli", "gaussian") else None
+
+    @property
     def recognition_variables(self):
         gen = {id(v) for v in self.generative_variables}
         return [v for v in self.trainable_variables if id(v) not in gen]

@@ -304,6 +304,13 @@ class DLGM(LatentVariableModel):
         return tfd.TransformedDistribution(top_first, tfb.Restructure(list(range(num - 1, -1, -1))))
 
     @property
+    def data_range(self):
+        """[0, 1] as for every model, except for a Gaussian with identity mean (factor analysis): unbounded."""
+        if self.likelihood == "gaussian" and self.mean_activation is None:
+            return None
+        return super().data_range
+
+    @property
     def _predicts_scale(self):
         return self.likelihood == "gaussian" and self.observation_scale == "predicted"
 
