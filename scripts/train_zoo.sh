@@ -26,13 +26,19 @@ case "$name" in
   fdarn-bmnist-500)
     tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-500 --epochs 3000 \
       --set latent_sizes=[500] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
-  sbn-bmnist-200|sbn-bmnist-200-200|sbn-bmnist-200-200-500)
+  sbn-bmnist-200|sbn-bmnist-500|sbn-bmnist-200-200|sbn-bmnist-200-200-500)
     sizes=[${name#sbn-bmnist-}]; sizes=${sizes//-/,}
     tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes="$sizes" --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
   sbn-bmnist-200-200-wake-sleep)
     tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes=[200,200] --estimator wake_sleep --lr 3e-4 --verbose 2 "$@" ;;
+  sbn-bmnist-200-wake-sleep|sbn-bmnist-500-wake-sleep|sbn-bmnist-200-200-200-wake-sleep|\
+  sbn-bmnist-200-200-500-wake-sleep|fdarn-bmnist-200-wake-sleep|fdarn-bmnist-500-wake-sleep)
+    # The wake-sleep column of Mnih & Gregor's Table 1: the NVIL recipes' architectures trained by wake-sleep
+    family=${name%%-*}; sizes=${name#*-bmnist-}; sizes=[${sizes%-wake-sleep}]; sizes=${sizes//-/,}
+    tfrecog train "$family" --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes="$sizes" --estimator wake_sleep --lr 3e-4 --verbose 2 "$@" ;;
   fdarn-bmnist-200)
     tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-200 --epochs 3000 \
       --set latent_sizes=[200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
