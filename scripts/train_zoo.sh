@@ -39,6 +39,12 @@ case "$name" in
     family=${name%%-*}; sizes=${name#*-bmnist-}; sizes=[${sizes%-wake-sleep}]; sizes=${sizes//-/,}
     tfrecog train "$family" --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes="$sizes" --estimator wake_sleep --lr 3e-4 --verbose 2 "$@" ;;
+  sbn-bmnist-200-arq|sbn-bmnist-200-200-arq|fdarn-bmnist-200-arq)
+    # Table 2 of Mnih & Gregor: the NVIL recipes with autoregressive connections within each layer of q
+    family=${name%%-*}; sizes=${name#*-bmnist-}; sizes=[${sizes%-arq}]; sizes=${sizes//-/,}
+    tfrecog train "$family" --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes="$sizes" --set autoregressive_posterior=true --estimator nvil --lr 3e-4 \
+      --baseline-lr 3e-3 --verbose 2 "$@" ;;
   fdarn-bmnist-200)
     tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-200 --epochs 3000 \
       --set latent_sizes=[200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;
