@@ -1,4 +1,4 @@
-"""Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (the export/ folder)."""
+"""Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (from export/)."""
 
 import subprocess
 from pathlib import Path
@@ -34,7 +34,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["tfrecog", "tfrecog.*"]) + ["tfrecog._zoo", "tfrecog_runtime"],
-    package_dir={"tfrecog._zoo": "zoo", "tfrecog_runtime": "export"},
+    package_dir={"tfrecog._zoo": "zoo", "tfrecog_runtime": "export/tfrecog_runtime"},
     package_data={"tfrecog._zoo": ["*.json", "weights/*.weights.h5"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",

@@ -10,23 +10,6 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def import_runtime():
-    """`tfrecog_runtime` when installed; from the source tree's export/ folder otherwise."""
-    try:
-        import tfrecog_runtime
-    except ImportError:
-        import importlib.util
-        import sys
-
-        spec = importlib.util.spec_from_file_location(
-            "tfrecog_runtime", REPO / "export" / "__init__.py", submodule_search_locations=[str(REPO / "export")]
-        )
-        tfrecog_runtime = importlib.util.module_from_spec(spec)
-        sys.modules["tfrecog_runtime"] = tfrecog_runtime
-        spec.loader.exec_module(tfrecog_runtime)
-    return tfrecog_runtime
-
-
 def real_data_dir():
     """$TFRECOG_DATA_DIR, or the shared data folder beside the repository; None when neither exists."""
     env = os.environ.get("TFRECOG_DATA_DIR")

@@ -1,6 +1,6 @@
 """Keras model -> deployable artifact: a TensorFlow SavedModel or an ONNX file, with metadata, written atomically.
 
-Run the ONNX files without TensorFlow through `tfrecog_runtime` (the export/ folder); reload SavedModels with
+Run the ONNX files without TensorFlow through `tfrecog_runtime` (export/tfrecog_runtime/); reload SavedModels with
 `tf.saved_model.load`.
 
 Works for any model that implements the export protocol (VAE, SBN, DLGM, ...):
