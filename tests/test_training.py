@@ -166,7 +166,7 @@ def test_polyak_average_follows_its_definition(tmp_path):
     optimizer = keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
     model.compile(optimizer=optimizer, steps_per_execution=1)
     x = np.random.default_rng(0).integers(0, 2, (200, 784)).astype("float32")
-    model._build_for_training()
+    model.build_for_training()
     history = []  # theta after each update (one a step, one step an epoch), read before `fit` ends with the average
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: history.append([v.numpy() for v in optimizer._trainable_variables]))

@@ -54,7 +54,7 @@ def impute(
 
     When q(h | x) is the exact posterior, the chain's stationary distribution of the missing values is
     p(x_missing | x_observed); with an approximate q it is an approximation. Only the base API is used
-    (`sample_posterior`, `decode`, `_observation_mean`), so VAE, DLGM and SBN all work.
+    (`sample_posterior`, `decode`, `observation_mean`), so VAE, DLGM and SBN all work.
 
     Args:
       model: a trained `LatentVariableModel` with a recognition model.
@@ -154,7 +154,7 @@ def _chain_step(model, use_mean: bool, bounds):
             h, _ = model.sample_posterior(current, 1, latent_seed)
             h = tf.nest.map_structure(lambda t: t[0], h)
             if use_mean:
-                proposal = model._observation_mean(h)
+                proposal = model.observation_mean(h)
             else:
                 proposal = model.decode(h).sample(seed=data_seed)
             proposal = tf.cast(proposal, tf.float32)

@@ -233,7 +233,7 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     model = build_model(config, train_split.event_size)
     _compile(model, config)
-    model._build_for_training()
+    model.build_for_training()
 
     state_path = run_dir / "checkpoints" / "state.json"
     state = io.read_json(state_path) if state_path.exists() else {"epoch": 0, "wall_seconds": 0.0}
@@ -318,7 +318,7 @@ def load_run(run_dir, which: str = "best"):
     event_size = config["model"].get("event_size") or _load_split(config, config["test_split"], None).event_size
     model = build_model(config, event_size)
     _compile(model, config)
-    model._build_for_training()
+    model.build_for_training()
     model.load_weights(str(path))
     return model, config
 

@@ -95,7 +95,7 @@ def load(name: str, compile: bool = True):
         from tfrecog import training
 
         training._compile(model, card["recipe"])
-        model._build_for_training()  # optimizer slots exist, so `.keras` files of the model restore cleanly
+        model.build_for_training()  # optimizer slots exist, so `.keras` files of the model restore cleanly
     return model
 
 

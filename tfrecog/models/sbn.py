@@ -368,7 +368,7 @@ class SBN(LatentVariableModel):
             return tf.reduce_sum(x * tf.nn.log_softmax(self.observation_layer(h1)), axis=-1)
         return self.observation_layer.log_prob(x, h1)
 
-    def _observation_mean(self, h):
+    def observation_mean(self, h):
         h1 = self._layers_of(h)[0]
         if self.likelihood == "categorical":
             return tf.nn.softmax(self.observation_layer(h1))
@@ -567,14 +567,14 @@ class SBN(LatentVariableModel):
             if self.baseline_optimizer is not None and not self.baseline_optimizer.built and self.baseline_variables:
                 self.baseline_optimizer.build(self.baseline_variables)
 
-    def _build_for_training(self):
+    def build_for_training(self):
         if getattr(self, "optimizer", None) is None:
             raise RuntimeError(f"{type(self).__name__}: call compile() before fit() or evaluate()")
         with self.distribute_strategy.scope():
             if not self.built:
                 self.build((None, self.event_size))
             self._build_optimizers()
-            super()._build_for_training()
+            super().build_for_training()
 
     def train_update(self, x):
         """One update: NVIL (model optimizer on theta and phi, baseline optimizer on C) or wake-sleep."""

@@ -99,7 +99,7 @@ class VAE(LatentVariableModel):
         scale = self.min_scale + tf.exp(out[..., self.event_size :])
         return tfd.Independent(tfd.Normal(loc, scale), 1)
 
-    def _observation_mean(self, z):
+    def observation_mean(self, z):
         return self.decode(z).mean()
 
     # -- generic latent-variable API ---------------------------------------------------------------------------
