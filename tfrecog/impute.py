@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import weakref
 
 import numpy as np
 
+from tfrecog import io
 from tfrecog._tf import tf
 
 __all__ = ["impute", "imputation_error", "missing_at_random", "missing_square", "plot_imputation"]
@@ -319,16 +319,7 @@ def plot_imputation(
                 ax.set_title(titles[c], fontsize=8)
     figure.tight_layout(pad=0.3)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".imputation-", suffix=f".{extension}")
-    os.close(handle)
-    try:
+    with io.atomic_path(path) as temporary:
         figure.savefig(temporary, format=extension)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path

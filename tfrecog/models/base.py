@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfrecog import estimators
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import random
 from tfrecog.models.trainer import FusedTrainer, InputError
@@ -40,6 +41,8 @@ class LatentVariableModel(FusedTrainer, keras.Model):
     (`objective`); the training `loss` metric is then that weighted loss, the `elbo` metric the unweighted bound.
     """
 
+    family: str | None = None  # subclasses: their name in the estimator registry (`Estimator.families`)
+
     def __init__(
         self,
         event_size: int,
@@ -61,13 +64,15 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         self.event_size = int(event_size)
         self.likelihood = likelihood
         self.estimator = estimator
+        estimators.get(estimator, self.family)  # a clear error now, not at the first fit, for a bad estimator
         self.num_samples = int(num_samples)
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)
         if int(kl_warmup_steps) < 0:
             raise ValueError(f"kl_warmup_steps must be >= 0; got {kl_warmup_steps!r}")
-        if int(kl_warmup_steps) and estimator not in ("sgvb_a", "sgvb_b"):
-            raise ValueError(f"kl_warmup_steps needs an SGVB estimator ('sgvb_a' or 'sgvb_b'); got {estimator!r}")
+        if int(kl_warmup_steps) and not self.estimator_spec.kl_weight:
+            weighted = " or ".join(repr(n) for n, e in estimators.ESTIMATORS.items() if e.kl_weight)
+            raise ValueError(f"kl_warmup_steps needs an SGVB estimator ({weighted}); got {estimator!r}")
         self.kl_warmup_steps = int(kl_warmup_steps)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -207,6 +212,11 @@ class LatentVariableModel(FusedTrainer, keras.Model):
     # ------------------------------------------------------------------------------------------------------------
     # Objective
 
+    @property
+    def estimator_spec(self) -> estimators.Estimator:
+        """The registry entry of this model's estimator (`tfrecog.estimators.get`), checked against its family."""
+        return estimators.get(self.estimator, self.family)
+
     def objective(self, x, seed, training: bool = False):
         """`(loss, diagnostics)` of the configured estimator on one minibatch (no weight prior).
 
@@ -214,13 +224,11 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         loss with the KL term weighted by beta_t = min(1, t / T) (KL warm-up, Sonderby et al. 2016); the reported
         diagnostics, validation and evaluation always use beta = 1, the free energy itself.
         """
-        from tfrecog import estimators
-
         kwargs = {}
         if training and self.kl_warmup_steps:
             t = tf.cast(self.optimizer.iterations, tf.float32) + 1.0
             kwargs["kl_weight"] = tf.minimum(1.0, t / float(self.kl_warmup_steps))
-        return estimators.get(self.estimator)(self, x, seed, num_samples=self.num_samples, **kwargs)
+        return self.estimator_spec.objective(self, x, seed, num_samples=self.num_samples, **kwargs)
 
     def weight_penalty(self):
         """||theta||^2 / (2 sigma^2 N): the minibatch share of -log p(theta) per example (0 when switched off)."""

@@ -73,11 +73,16 @@ class FusedTrainer:
     def train_update(self, x):
         """One parameter update on a minibatch x [B, D]; returns the diagnostics to track.
 
-        The default takes the gradient of the estimator's loss plus the weight penalty with respect to every
-        trainable variable; families with several optimizers (NVIL) override this method.
+        The estimator's own update where its registry entry has one (NVIL: two optimizers and running statistics);
+        otherwise the model optimizer steps every trainable variable along the gradient of the estimator's loss
+        plus the weight penalty.
         """
+        seed = self._step_seed()
+        own_update = self.estimator_spec.train_update
+        if own_update is not None:
+            return own_update(self, x, seed)
         with tf.GradientTape() as tape:
-            loss, diagnostics = self.objective(x, self._step_seed(), training=True)
+            loss, diagnostics = self.objective(x, seed, training=True)
             total = loss + self.weight_penalty()
             scaled = total / self._num_replicas()
         grads = tape.gradient(scaled, self.trainable_variables)

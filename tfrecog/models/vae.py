@@ -45,6 +45,8 @@ class VAE(LatentVariableModel):
       TensorShape([5, 20])
     """
 
+    family = "vae"  # its name in the estimator registry's `families` (tfrecog.estimators)
+
     def __init__(
         self,
         event_size: int = 784,
