@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tfrecog import io, training
+from tfrecog import io, loader, training
 from tfrecog._tf import keras
 
 
@@ -74,15 +74,15 @@ def test_load_reads_a_run_folder_or_a_zoo_name(tmp_path):
 
     run = tmp_path / "run"
     trained, _ = training.train(tiny_config(epochs=1), run, verbose=0)
-    model, config = training.load(run)
+    model, config = loader.load(run)
     assert config == io.read_json(run / "config.json")
     x = np.zeros((2, 784), np.float32)
     np.testing.assert_array_equal(model(x).numpy(), trained(x).numpy())
     name = "dlgm-frey"  # the zoo's smallest card
-    model, config = training.load(name)
+    model, config = loader.load(name)
     assert config == zoo.info(name)["recipe"] and model.event_size == zoo.info(name)["config"]["event_size"]
     with pytest.raises(training.RunError, match="neither a run folder .* nor a zoo model: no zoo model named"):
-        training.load(tmp_path / "no-such-run")
+        loader.load(tmp_path / "no-such-run")
 
 
 def test_missing_run_folder(tmp_path):
