@@ -9,6 +9,7 @@ from tfrecog import (  # noqa: E402
     estimators,
     evaluate,
     io,
+    loader,
     models,
     training,
     zoo,
@@ -19,7 +20,7 @@ from tfrecog.models import DLGM, SBN, VAE, LatentVariableModel  # noqa: E402
 from tfrecog.version import __version__  # noqa: E402, F401
 
 __all__ = ["DLGM", "SBN", "VAE", "LatentVariableModel", "data", "estimators", "evaluate", "export", "impute",
-           "io", "log_likelihood", "models", "training", "zoo"]
+           "io", "loader", "log_likelihood", "models", "training", "zoo"]
 
 
 def __getattr__(name):
