@@ -11,13 +11,8 @@ Usage: TFRECOG_DATA_DIR=../shared/data python scripts/compare_models.py A B [--s
 (A and B: zoo names or run folders trained on the same dataset.)
 """
 
-import sys  # noqa: I001
-from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
+import sys
 
 from tfrecog import evaluate, training
 

@@ -4,11 +4,8 @@ For a model with 2 latent dimensions the means are plotted as they are; otherwis
 components. Usage: TFRECOG_DATA_DIR=../shared/data python scripts/embedding.py NAME_OR_RUN OUT.png
 """
 
-import sys  # noqa: I001
+import sys
 from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 

@@ -3,11 +3,7 @@
 Usage: python scripts/zoo_table.py [NAME_PREFIX ...]   (only the cards whose names start with a prefix)
 """
 
-import sys  # noqa: I001
-from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import sys
 
 from tfrecog import zoo
 
