@@ -158,3 +158,33 @@ def test_bad_input_is_a_one_line_error(factor_analysis):
 
     with pytest.raises(ValueError, match="prior"):
         evaluate.ais_log_likelihood(NoPrior(), x, steps=2)
+
+
+@pytest.mark.slow  # trains a run and compiles three AIS runs: ~45 s of CPU
+def test_cli_ais_writes_each_batch_and_resumes(tmp_path, capsys):
+    """`tfrecog evaluate RUN --method ais`: one JSON line per finished batch; a rerun after an interruption (here:
+    the last line removed) recomputes only the missing batch and gives the same summary."""
+    import json
+
+    from tfrecog import cli
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae", "--run", str(run), "--epochs", "1", "--latent-size", "2", "--hidden", "16",
+                     "--verbose", "0"]) == 0
+    args = ["evaluate", str(run), "--method", "ais", "--steps", "5", "--chains", "2", "--limit", "30",
+            "--batch-size", "10"]
+    assert cli.main(args) == 0
+    assert "AIS log p(x)" in capsys.readouterr().out
+    lines = (run / "ais_T5_C2_seed0_n30.jsonl").read_text().splitlines()
+    assert [json.loads(line)["start"] for line in lines] == [0, 10, 20]
+    summary = json.loads((run / "ais_T5_C2_seed0_n30.json").read_text())
+    (run / "ais_T5_C2_seed0_n30.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    assert cli.main(args) == 0
+    assert (run / "ais_T5_C2_seed0_n30.jsonl").read_text().splitlines()[2] == lines[2]
+    assert json.loads((run / "ais_T5_C2_seed0_n30.json").read_text()) == summary
+    assert summary["num_examples"] == 30 and summary["steps"] == 5 and summary["chains"] == 2
+    assert cli.main(["evaluate", str(run), "--method", "bdmc", "--steps", "5", "--chains", "2", "--limit", "10",
+                     "--batch-size", "10"]) == 0
+    assert "BDMC" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"]) == 2
+    assert "steps must be an integer >= 1" in capsys.readouterr().err
