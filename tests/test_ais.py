@@ -77,18 +77,22 @@ def test_ais_equals_tiny_sbn_enumeration(tiny_sbn):
     assert np.abs(prior_is.per_example - exact).mean() > 3 * np.abs(d).mean()
 
 
+@pytest.mark.parametrize("steps", [STEPS, 10])
 @pytest.mark.parametrize("which", ["factor_analysis", "tiny_sbn"])
-def test_bdmc_sandwiches_the_exact_value(which, request):
+def test_bdmc_sandwiches_the_exact_value(which, steps, request):
+    """With enough temperatures the bounds are tight; with 10 they are loose, but still on either side of the
+    exact value (reverse AIS must start from the exact latent of each simulated example for that)."""
     model, _ = request.getfixturevalue(which)
-    result = evaluate.bdmc(model, num_examples=BATCH, steps=STEPS, chains=CHAINS, seed=1, batch_size=BATCH)
+    result = evaluate.bdmc(model, num_examples=BATCH, steps=steps, chains=CHAINS, seed=1, batch_size=BATCH)
     exact = (model.marginal().log_prob(result.data) if which == "factor_analysis"
              else sbn_module.exact_log_likelihood(model, result.data)).numpy().astype(np.float64)
     # Lower bound in expectation: mean(lower - exact) <= 0 up to 4 standard errors of that mean; upper likewise.
     below, above = result.per_example_lower - exact, result.per_example_upper - exact
     assert below.mean() < 4 * below.std(ddof=1) / np.sqrt(BATCH), below.mean()
     assert above.mean() > -4 * above.std(ddof=1) / np.sqrt(BATCH), above.mean()
-    # With these settings both bounds are tight: the gap certifies the AIS estimates to a few hundredths of a nat.
-    assert abs(result.gap) < 0.1 and abs(result.gap - (result.upper - result.lower)) < 1e-9
+    assert abs(result.gap - (result.upper - result.lower)) < 1e-9
+    if steps == STEPS:  # the gap certifies these AIS settings to a tenth of a nat
+        assert abs(result.gap) < 0.1
     assert set(result.as_dict()) >= {"lower", "upper", "gap", "steps", "chains"}
 
 
