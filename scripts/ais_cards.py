@@ -98,7 +98,7 @@ def main(argv=None):
         result = run(name, args, command)
         io.write_json(Path(args.results) / f"{name}.json", result)
         if not args.no_card:
-            path = zoo.zoo_dir() / f"{name}.json"
+            path = ROOT / "zoo" / f"{name}.json"  # this checkout's card (zoo_dir() may be an installed copy)
             card = io.read_json(path)
             card["metrics"].update(result)  # only the new keys; the rest of the card is untouched
             io.write_json(path, card)
