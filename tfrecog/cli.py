@@ -191,7 +191,8 @@ def build_parser():
     p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")
     p.add_argument("--activation")
     p.add_argument("--likelihood")
-    p.add_argument("--estimator", help="sgvb_b, sgvb_a, iwae, wake_sleep, nvil")
+    p.add_argument("--estimator", help="sgvb_b, sgvb_a, iwae, wake_sleep (VAE, DLGM); nvil, wake_sleep, vimco, rws, "
+                   "rws_sleep, rws_wake_sleep, disarm (sbn, fdarn)")
     p.add_argument("--samples", type=int, help="samples per datapoint in the objective (L, or K for iwae)")
     p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=float)
     p.add_argument("--train-split", help="training split (default train; e.g. train+valid: the 60,000 digits of "

@@ -119,6 +119,7 @@ class DLGM(LatentVariableModel):
         from tfrecog import estimators
 
         estimators.get(estimator)  # a clear error for an unknown name, now rather than at the first fit
+        estimators.check(estimator, num_samples, discrete_latents=False)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"DLGM likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
         if isinstance(latent_sizes, int) or not len(latent_sizes):

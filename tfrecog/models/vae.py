@@ -5,6 +5,7 @@ Trained by SGVB (A or B), the importance-weighted bound or wake-sleep, chosen by
 
 from __future__ import annotations
 
+from tfrecog import estimators
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
@@ -61,6 +62,7 @@ class VAE(LatentVariableModel):
         **kwargs,
     ):
         super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
+        estimators.check(estimator, num_samples, discrete_latents=False)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"VAE likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
         if int(latent_size) < 1:
