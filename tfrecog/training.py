@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrecog import checkpoints, io
+from tfrecog import checkpoints, checks, io
 from tfrecog import data as data_lib
 from tfrecog._tf import keras
 
@@ -275,7 +275,9 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         raise RunError(f"run folder {run_dir} has no config.json; give a recipe to start a new run")
     config = copy.deepcopy(config)
     if epochs is not None:
-        config["epochs"] = int(epochs)
+        config["epochs"] = checks.integer(epochs, "epochs", 1, checks.LIMITS["epochs"])
+    if max_seconds is not None:
+        max_seconds = checks.number(max_seconds, "max_seconds", 0.0, checks.LIMITS["seconds"])
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints.cleanup(run_dir)  # temporary files of a write interrupted by a kill
     checkpoint = checkpoints.latest(run_dir / "checkpoints")  # before anything is written: a damaged folder stops here
@@ -418,13 +420,17 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     from tfrecog.evaluate import log_likelihood
 
     run_dir = Path(run_dir)
+    samples = checks.integer(samples, "samples", 1, checks.LIMITS["samples"])
+    batch_size = checks.integer(batch_size, "batch_size", 1, checks.LIMITS["batch_size"])
+    if limit is not None:
+        limit = checks.integer(limit, "limit", 1, checks.LIMITS["limit"])
     model, config = load_run(run_dir, which)
     split = split or config["test_split"]
     x = evaluation_data(config, split, data_dir, limit, seed)
+    metrics_path = run_dir / "metrics.json"
+    metrics = _read_metrics(metrics_path)  # a damaged file stops here, before the long evaluation
     t0 = time.time()
     result = log_likelihood(model, x, samples=samples, batch_size=batch_size, seed=seed, progress=progress)
-    metrics_path = run_dir / "metrics.json"
-    metrics = io.read_json(metrics_path) if metrics_path.exists() else {}
     extra = {}
     if config["model"].get("likelihood") == "categorical":
         from tfrecog.evaluate import perplexity
@@ -442,6 +448,22 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     }
     io.write_json(metrics_path, metrics)
     return result
+
+
+def _read_metrics(path: Path) -> dict:
+    """A run folder's metrics.json (results by name), or {} where there is none yet; RunError when damaged."""
+    if not path.exists():
+        return {}
+    advice = "move it aside (evaluate writes a new one) or restore it from a backup"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: is not UTF-8 text (expected JSON results); {advice}") from None
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: is not valid JSON ({err.msg} at line {err.lineno}); {advice}") from None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path}: expected a JSON object of results, got {type(metrics).__name__}; {advice}")
+    return metrics
 
 
 def epochs_for_updates(updates: int, num_examples: int, batch_size: int) -> int:
