@@ -25,6 +25,11 @@ def atomic_path(path, suffix: str | None = None):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename in (tmp, str(tmp)) and err.errno is not None:
+            # Name the file the user asked for, not the temporary one (which is removed below).
+            raise OSError(err.errno, f"cannot write {path}: {err.strerror}", str(path)) from err
+        raise
     finally:
         if os.path.exists(tmp):
             if os.path.isdir(tmp):
