@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,7 @@ def read_idx(path: Path, dataset: str = "mnist") -> np.ndarray:
         try:
             with gzip.open(path, "rb") as f:
                 data = f.read()
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
             raise DatasetError(f"dataset {dataset!r}: {path} is not a complete gzip file ({type(err).__name__}: "
                                f"{str(err)[:80]}); expected gzipped {expected}") from None
     else:
