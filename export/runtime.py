@@ -138,6 +138,11 @@ class Encoder:
             raise InputError(
                 f"{where}: metadata names inputs {[*self.inputs, *self.noise_inputs]}, the graph has {graph_inputs}"
             )
+        for graph_input in session.get_inputs():
+            width = graph_input.shape[-1] if graph_input.shape else None
+            size = {**self.inputs, **self.noise_inputs}[graph_input.name]
+            if isinstance(width, int) and width != size:
+                raise InputError(f"{where}: metadata gives input {graph_input.name!r} size {size}, the graph {width}")
         graph_outputs = sorted(o.name for o in session.get_outputs())
         if sorted(self.output_names) != graph_outputs:
             raise InputError(f"{where}: metadata names outputs {self.output_names}, the graph has {graph_outputs}")

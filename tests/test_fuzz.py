@@ -394,9 +394,9 @@ def test_fuzz_runtime_metadata(text):
         _one_line(err, path)
         return
     # Accepted metadata describes the graph: the encoder runs on a valid input and returns the named outputs.
-    x = np.ones((2, 3), np.float32)
-    out = encoder(x)
-    assert set(out) <= set(encoder.output_names) and all(v.shape[0] == 2 for v in out.values())
+    n = encoder.fixed_batch_size or 2  # an exported fixed batch size is the one N accepted (or a multiple)
+    out = encoder(np.ones((n, 3), np.float32))
+    assert set(out) <= set(encoder.output_names) and all(v.shape[0] == n for v in out.values())
 
 
 _ENCODER = runtime.load(_onnx(json.dumps(GOOD_META)))

@@ -51,6 +51,7 @@ def test_good_metadata_loads_and_runs(tmp_path):
     (json.dumps({**GOOD, "preprocessing": ["x"]}), "'preprocessing' must be text"),
     (json.dumps({**GOOD, "inputs": {"y": 2}}), r"metadata names inputs \['y'\], the graph has \['x'\]"),
     (json.dumps({**GOOD, "output_names": ["z"]}), r"metadata names outputs \['z'\], the graph has \['mean'\]"),
+    (json.dumps({**GOOD, "inputs": {"x": 5}}), "metadata gives input 'x' size 5, the graph 2"),
 ], ids=lambda v: v[:40] if isinstance(v, str) else None)
 def test_malformed_metadata_is_a_one_line_input_error(tmp_path, metadata, expected):
     path = write_onnx(tmp_path / "m.onnx", metadata)
