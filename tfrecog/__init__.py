@@ -15,12 +15,12 @@ from tfrecog import (  # noqa: E402
     training,
     zoo,
 )
-from tfrecog.evaluate import log_likelihood  # noqa: E402
+from tfrecog.evaluate import ais_log_likelihood, bdmc, inference_gaps, log_likelihood  # noqa: E402
 from tfrecog.impute import impute  # noqa: E402
 from tfrecog.models import DLGM, SBN, VAE, LatentVariableModel  # noqa: E402
 
 __all__ = ["DLGM", "SBN", "VAE", "LatentVariableModel", "data", "estimators", "evaluate", "export", "impute",
-           "io", "log_likelihood", "models", "training", "zoo"]
+           "io", "log_likelihood", "models", "training", "zoo", "ais_log_likelihood", "bdmc", "inference_gaps"]
 
 
 def __getattr__(name):

@@ -82,11 +82,77 @@ def _load(name_or_run):
 def cmd_evaluate(args):
     from tfrecog import training
 
+    if args.method != "is":
+        return _evaluate_annealed(args)
     path = Path(args.run)
     if not path.exists():
         raise FileNotFoundError(f"run folder {path} does not exist: expected a folder made by `tfrecog train`")
     result = training.evaluate_run(path, samples=args.samples, split=args.split, data_dir=args.data_dir,
                                    batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    print(result)
+
+
+def _evaluate_annealed(args):
+    """`--method ais|bdmc|gaps`: AIS estimates batch by batch, each appended to a JSON-lines file as it finishes
+    (a rerun of the same command skips the batches already there), then the summary beside it."""
+    import json
+
+    import numpy as np
+
+    from tfrecog import annealing, io, training
+
+    model, config = training.load(args.run)
+    tag = f"{args.method}_T{args.steps}_C{args.chains}_seed{args.seed}" + (f"_n{args.limit}" if args.limit else "")
+    folder = Path(args.run) if Path(args.run).exists() else Path(".")
+    stem = folder / (tag if folder != Path(".") else f"{Path(args.run).name}_{tag}")
+    if args.method == "bdmc":
+        result = annealing.bdmc(model, num_examples=args.limit or 100, steps=args.steps, chains=args.chains,
+                                seed=args.seed, batch_size=args.batch_size)
+        io.write_json(stem.with_suffix(".json"), result.as_dict())
+        print(result)
+        return
+    x = training.evaluation_data(config, args.split, args.data_dir, args.limit, args.seed)
+    done = {}
+    parts = stem.with_suffix(".jsonl")
+    if parts.exists():
+        for line in parts.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                done[record["start"]] = record
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(x), args.batch_size)
+    bar = tqdm(total=len(starts), initial=sum(s in done for s in starts), unit="batch",
+               desc=f"{args.method} T={args.steps} C={args.chains}")
+    for start in starts:
+        if start in done:
+            continue
+        batch = x[start : start + args.batch_size]
+        if args.method == "ais":
+            (_, log_w, accept), = annealing.ais_batches(model, batch, args.steps, args.chains, args.seed,
+                                                        args.batch_size, start=start)
+            record = {"start": start, "log_w": log_w.tolist(), "acceptance": accept.tolist()}
+        else:
+            gaps = annealing.inference_gaps(model, batch, args.steps, args.chains, args.seed + start, args.batch_size)
+            record = {"start": start, "log_likelihood": gaps.log_likelihood.tolist(),
+                      "optimised_elbo": gaps.optimised_elbo.tolist(), "amortised_elbo": gaps.amortised_elbo.tolist(),
+                      "iterations": gaps.iterations, "converged": gaps.converged}
+        with open(parts, "a") as f:  # one line per finished batch: an interrupted run keeps what it finished
+            f.write(json.dumps(record) + "\n")
+        done[start] = record
+        bar.update(1)
+    bar.close()
+    records = [done[s] for s in starts]
+    if args.method == "ais":
+        result = annealing.ais_result(np.concatenate([np.array(r["log_w"]) for r in records], axis=1),
+                                      np.concatenate([r["acceptance"] for r in records]), args.steps)
+    else:
+        cat = lambda key: np.concatenate([r[key] for r in records])  # noqa: E731
+        ais = annealing.ais_result(cat("log_likelihood")[None], np.zeros(len(x)), args.steps)
+        result = annealing.InferenceGaps(cat("log_likelihood"), cat("optimised_elbo"), cat("amortised_elbo"),
+                                         max(r["iterations"] for r in records), all(r["converged"] for r in records),
+                                         ais)
+    io.write_json(stem.with_suffix(".json"), result.as_dict())
     print(result)
 
 
@@ -207,8 +273,13 @@ def build_parser():
     p.add_argument("--verbose", type=int, default=1)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="importance-sampled test log-likelihood of a run")
+    p = sub.add_parser("evaluate", help="test log-likelihood of a run or zoo model: importance sampling or AIS")
     p.add_argument("run")
+    p.add_argument("--method", choices=("is", "ais", "bdmc", "gaps"), default="is",
+                   help="is: importance sampling with q (run folders); ais: annealed importance sampling; bdmc: AIS "
+                        "bounds on --limit examples simulated from the model; gaps: approximation/amortisation gaps")
+    p.add_argument("--steps", type=int, default=1000, help="AIS temperatures (ais, bdmc, gaps)")
+    p.add_argument("--chains", type=int, default=16, help="AIS chains per example (ais, bdmc, gaps)")
     p.add_argument("--samples", type=int, default=5000)
     p.add_argument("--split")
     p.add_argument("--batch-size", type=int, default=100)

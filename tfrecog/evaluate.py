@@ -12,9 +12,18 @@ import weakref
 import numpy as np
 
 from tfrecog._tf import tf
+from tfrecog.annealing import (  # AIS, BDMC and the inference gaps live there (it does not import this module)
+    BDMC,
+    AISLogLikelihood,
+    InferenceGaps,
+    ais_log_likelihood,
+    bdmc,
+    inference_gaps,
+)
 from tfrecog.layers import random
 
-__all__ = ["LogLikelihood", "log_likelihood", "paired_difference", "perplexity", "DEFAULT_ROWS_PER_CHUNK"]
+__all__ = ["LogLikelihood", "log_likelihood", "paired_difference", "perplexity", "DEFAULT_ROWS_PER_CHUNK",
+           "AISLogLikelihood", "BDMC", "InferenceGaps", "ais_log_likelihood", "bdmc", "inference_gaps"]
 
 # Rows (samples x examples) pushed through the networks at once; bounds memory for any K.
 DEFAULT_ROWS_PER_CHUNK = 20000

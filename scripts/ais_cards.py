@@ -1,0 +1,109 @@
+"""AIS, BDMC and inference-gap metrics for zoo cards, with the importance-sampled number on the same examples.
+
+    python scripts/ais_cards.py vae-frey dlgm-frey --steps 500 --chains 8 --every 2
+    python scripts/ais_cards.py vae-bmnist --steps 500 --chains 8 --every 100 --bdmc 20 --gaps
+
+Writes `metrics.ais_log_likelihood` (and `metrics.bdmc`, `metrics.inference_gaps` when asked) into each card,
+atomically and adding keys only, and a copy of every result under --results (one JSON file per card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tfrecog import evaluate, io, training, zoo  # noqa: E402
+
+
+def subset(card: dict, every: int, data_dir=None) -> np.ndarray:
+    """Every `every`-th example of the card's test split (the binarized-MNIST test split is sorted by class, so a
+    stride spans the classes where a prefix would not)."""
+    return training.evaluation_data(card["recipe"], data_dir=data_dir)[::every]
+
+
+def run(name: str, args, command: str) -> dict:
+    card = zoo.info(name)
+    model = zoo.load(name, compile=False)
+    x = subset(card, args.every, args.data_dir)
+    split = card["recipe"]["test_split"]
+    where = f"{split}[::{args.every}]"
+    samples = int(card["metrics"]["test_log_likelihood"]["samples"])
+    out = {}
+
+    t0 = time.time()
+    ais = evaluate.ais_log_likelihood(model, x, steps=args.steps, chains=args.chains, seed=args.seed,
+                                      batch_size=args.batch_size, progress=True)
+    ais_seconds = time.time() - t0
+    t0 = time.time()
+    is_ = evaluate.log_likelihood(model, x, samples=samples, seed=args.seed, batch_size=args.batch_size)
+    is_seconds = time.time() - t0
+    diff, diff_se = evaluate.paired_difference(ais, is_)
+    out["ais_log_likelihood"] = {
+        **{k: v for k, v in ais.as_dict().items() if k not in ("samples", "method")},
+        "seed": args.seed,
+        "examples": where,
+        "seconds": round(ais_seconds, 1),
+        "importance_sampled_same_examples": {"value": is_.log_likelihood, "stderr": is_.stderr, "samples": samples,
+                                             "seconds": round(is_seconds, 1)},
+        "ais_minus_importance_sampled": {"value": diff, "stderr": diff_se},
+        "command": command,
+    }
+    print(f"{name}: {ais}\n  IS (K={samples}) on the same {len(x)} examples: {is_}\n  AIS - IS = {diff:.3f} +- "
+          f"{diff_se:.3f}", flush=True)
+
+    if args.bdmc:
+        t0 = time.time()
+        b = evaluate.bdmc(model, num_examples=args.bdmc, steps=args.steps, chains=args.chains, seed=args.seed,
+                          batch_size=min(args.batch_size, args.bdmc))
+        out["bdmc"] = {**b.as_dict(), "seed": args.seed, "data": "simulated from the model",
+                       "seconds": round(time.time() - t0, 1), "command": command}
+        print(f"  {b}", flush=True)
+
+    if args.gaps:
+        t0 = time.time()
+        g = evaluate.inference_gaps(model, x[: args.gaps_examples], steps=args.steps, chains=args.chains,
+                                    seed=args.seed, batch_size=args.batch_size)
+        out["inference_gaps"] = {**g.as_dict(), "seed": args.seed, "examples": f"{where}[:{args.gaps_examples}]",
+                                 "seconds": round(time.time() - t0, 1), "command": command}
+        print(f"  {g}", flush=True)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--chains", type=int, default=8)
+    parser.add_argument("--every", type=int, default=100, help="stride over the test split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--bdmc", type=int, default=0, help="simulated examples for BDMC (0: skip)")
+    parser.add_argument("--gaps", action="store_true", help="also the inference gaps")
+    parser.add_argument("--gaps-examples", type=int, default=100)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--results", default=str(ROOT / "bench" / "ais_cards"), help="folder for per-card JSON")
+    parser.add_argument("--no-card", action="store_true", help="do not write the cards")
+    args = parser.parse_args(argv)
+    command = "python scripts/ais_cards.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        result = run(name, args, command)
+        io.write_json(Path(args.results) / f"{name}.json", result)
+        if not args.no_card:
+            path = ROOT / "zoo" / f"{name}.json"  # this checkout's card (zoo_dir() may be an installed copy)
+            card = io.read_json(path)
+            card["metrics"].update(result)  # only the new keys; the rest of the card is untouched
+            io.write_json(path, card)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
