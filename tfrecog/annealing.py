@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 
 from tfrecog._tf import keras, tf, tfd, tfp
+from tfrecog.estimates import LogLikelihood
 from tfrecog.models.sbn import SBN
 
 __all__ = [
@@ -42,27 +43,18 @@ def _stderr(v: np.ndarray) -> float:
 
 
 @dataclasses.dataclass
-class AISLogLikelihood:
-    """Result of `ais_log_likelihood`, with the fields of `tfrecog.evaluate.LogLikelihood`.
+class AISLogLikelihood(LogLikelihood):
+    """Result of `ais_log_likelihood`: the fields of `tfrecog.evaluate.LogLikelihood`, read for AIS.
 
-    `per_example` is log (1/C) sum_c w_c over the C chains; `per_example_elbo` is (1/C) sum_c log w_c, the AIS
-    counterpart of the ELBO (a lower bound in expectation that the log-mean-exp tightens); `log_weight_std` is the
-    spread of log w_c over the chains per example (small: the estimate has converged); `acceptance` is the mean
-    acceptance rate of the transitions.
+    `per_example` is log (1/C) sum_c w_c over the C chains (`samples` = C); `per_example_elbo` is (1/C) sum_c log
+    w_c, the AIS counterpart of the ELBO (a lower bound in expectation that the log-mean-exp tightens);
+    `log_weight_std` is the spread of log w_c over the chains per example (small: the estimate has converged);
+    `acceptance` is the mean acceptance rate of the transitions.
     """
 
-    log_likelihood: float
-    stderr: float
-    elbo: float
-    elbo_stderr: float
-    samples: int
-    num_examples: int
-    per_example: np.ndarray
-    per_example_elbo: np.ndarray
     steps: int = 0
     log_weight_std: np.ndarray | None = None
     acceptance: float = float("nan")
-    perplexity: float | None = None
     method: str = "ais"
 
     @property
@@ -71,12 +63,7 @@ class AISLogLikelihood:
 
     def as_dict(self):
         return {
-            "log_likelihood": self.log_likelihood,
-            "log_likelihood_stderr": self.stderr,
-            "elbo": self.elbo,
-            "elbo_stderr": self.elbo_stderr,
-            "samples": self.samples,
-            "num_examples": self.num_examples,
+            **super().as_dict(),
             "method": self.method,
             "steps": self.steps,
             "chains": self.samples,
@@ -445,7 +432,8 @@ def ais_result(log_w: np.ndarray, acceptance: np.ndarray, steps: int) -> AISLogL
         raise FloatingPointError("AIS estimate is not finite; the model or data produce NaN/inf")
     spread = log_w.std(axis=0, ddof=1) if chains > 1 else np.zeros_like(values)
     return AISLogLikelihood(float(values.mean()), _stderr(values), float(means.mean()), _stderr(means), chains,
-                            len(values), values, means, int(steps), spread, float(np.mean(acceptance)))
+                            len(values), values, means, steps=int(steps), log_weight_std=spread,
+                            acceptance=float(np.mean(acceptance)))
 
 
 def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int = 0, batch_size: int = 100,

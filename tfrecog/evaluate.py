@@ -5,7 +5,6 @@ Works with any `LatentVariableModel` through its `log_importance_weights`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import weakref
 
@@ -20,6 +19,7 @@ from tfrecog.annealing import (  # AIS, BDMC and the inference gaps live there (
     bdmc,
     inference_gaps,
 )
+from tfrecog.estimates import LogLikelihood  # noqa: F401  (the result type, re-exported)
 from tfrecog.layers import random
 
 __all__ = ["LogLikelihood", "log_likelihood", "paired_difference", "perplexity", "DEFAULT_ROWS_PER_CHUNK",
@@ -27,38 +27,6 @@ __all__ = ["LogLikelihood", "log_likelihood", "paired_difference", "perplexity",
 
 # Rows (samples x examples) pushed through the networks at once; bounds memory for any K.
 DEFAULT_ROWS_PER_CHUNK = 20000
-
-
-@dataclasses.dataclass
-class LogLikelihood:
-    """Result of `log_likelihood`: means over the data, their standard errors and the per-example values."""
-
-    log_likelihood: float
-    stderr: float
-    elbo: float
-    elbo_stderr: float
-    samples: int
-    num_examples: int
-    per_example: np.ndarray
-    per_example_elbo: np.ndarray
-    perplexity: float | None = None  # documents only: set by `tfrecog.training.evaluate_run`
-
-    def as_dict(self):
-        return {
-            "log_likelihood": self.log_likelihood,
-            "log_likelihood_stderr": self.stderr,
-            "elbo": self.elbo,
-            "elbo_stderr": self.elbo_stderr,
-            "samples": self.samples,
-            "num_examples": self.num_examples,
-        }
-
-    def __str__(self):
-        text = (
-            f"log p(x) ~= {self.log_likelihood:.3f} +- {self.stderr:.3f} (K={self.samples}, n={self.num_examples}); "
-            f"ELBO {self.elbo:.3f} +- {self.elbo_stderr:.3f}"
-        )
-        return text if self.perplexity is None else f"{text}; perplexity {self.perplexity:.1f}"
 
 
 # Compiled estimators per model and settings: XLA compiles once per model, not once per call.
