@@ -1,10 +1,20 @@
-"""Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (the export/ folder)."""
+"""Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (from export/)."""
 
-import subprocess
+import importlib.util
 from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+def _source_module(name: str):
+    """tfrecog/<name>.py of this source tree, loaded by path (io.py and version.py import only the standard library)."""
+    spec = importlib.util.spec_from_file_location(f"_tfrecog_setup_{name}", HERE / "tfrecog" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class BuildWithCommit(build_py):
@@ -13,28 +23,21 @@ class BuildWithCommit(build_py):
 
     def run(self):
         super().run()
-        try:
-            here = Path(__file__).resolve().parent
-            out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here, capture_output=True,
-                                 text=True, timeout=10)
-            lines = out.stdout.split()
-            if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == here:
-                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                                       capture_output=True, text=True, timeout=10).stdout.strip()
-                target = Path(self.build_lib) / "tfrecog" / "_commit.txt"
-                target.write_text(lines[1] + (" (with uncommitted changes)" if dirty else "") + "\n")
-        except (OSError, subprocess.SubprocessError):
-            pass
+        commit, dirty = _source_module("io").git_state()
+        if commit is not None:
+            target = Path(self.build_lib) / "tfrecog" / "_commit.txt"
+            target.write_text(commit + (" (with uncommitted changes)" if dirty else "") + "\n")
+
 
 setup(
     name="tfrecog",
-    version="0.1.0",
+    version=_source_module("version").__version__,
     description="Recognition models (amortised variational inference) for deep directed latent-variable models",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["tfrecog", "tfrecog.*"]) + ["tfrecog._zoo", "tfrecog_runtime"],
-    package_dir={"tfrecog._zoo": "zoo", "tfrecog_runtime": "export"},
+    package_dir={"tfrecog._zoo": "zoo", "tfrecog_runtime": "export/tfrecog_runtime"},
     package_data={"tfrecog._zoo": ["*.json", "weights/*.weights.h5"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",

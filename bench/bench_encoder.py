@@ -32,21 +32,6 @@ except ImportError:  # run from a source checkout
     sys.path.insert(0, str(REPO))
 
 
-def import_runtime():
-    try:
-        import tfrecog_runtime
-    except ImportError:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location(
-            "tfrecog_runtime", REPO / "export" / "__init__.py", submodule_search_locations=[str(REPO / "export")]
-        )
-        tfrecog_runtime = importlib.util.module_from_spec(spec)
-        sys.modules["tfrecog_runtime"] = tfrecog_runtime
-        spec.loader.exec_module(tfrecog_runtime)
-    return tfrecog_runtime
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Candidates: name -> function(x) computing the posterior mean and log-scale of the encoder
 
@@ -68,11 +53,11 @@ def numpy_encoder(model):
 
 def build_candidates(model, folder: Path, onnx_configs):
     import onnxruntime as ort
+    import tfrecog_runtime as runtime
 
     from tfrecog import export
     from tfrecog._tf import tf
 
-    runtime = import_runtime()
     onnx_path = export.encoder(model, folder / "encoder.onnx", with_sample=False)
     saved_path = export.encoder(model, folder / "encoder_sm", format="saved_model", with_sample=False)
     loaded = tf.saved_model.load(saved_path)

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from tfrecog import data, training
+from tfrecog import data, loader
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run", help="run folder or zoo name")
@@ -26,7 +26,7 @@ parser.add_argument("--limit", type=int, default=2000)
 parser.add_argument("--threshold", type=float, default=0.01)
 args = parser.parse_args()
 
-model, recipe = training.load(args.run)  # a run folder or a zoo name, as every `tfrecog` command reads it
+model, recipe = loader.load(args.run)  # a run folder or a zoo name, as every `tfrecog` command reads it
 if not hasattr(model, "recognition_parameters"):
     sys.exit(f"{args.run}: active units need a DLGM (a model with recognition_parameters); got {recipe['family']}")
 x = data.load(recipe["dataset"], args.split, binarize=recipe.get("binarize")).x[: args.limit]

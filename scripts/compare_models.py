@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
-from tfrecog import evaluate, training
+from tfrecog import evaluate, loader, training
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("a", help="run folder or zoo name")
@@ -29,7 +29,7 @@ parser.add_argument("--split", default=None, help="default: the recipes' test sp
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
-(model_a, recipe_a), (model_b, recipe_b) = training.load(args.a), training.load(args.b)
+(model_a, recipe_a), (model_b, recipe_b) = loader.load(args.a), loader.load(args.b)
 same = ("dataset", "binarize")
 if any(recipe_a.get(k) != recipe_b.get(k) for k in same):
     sys.exit(

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from tfrecog import data, plots, training
+from tfrecog import data, loader, plots
 
 name, out = sys.argv[1], sys.argv[2]
-model, recipe = training.load(name)  # a run folder or a zoo name
+model, recipe = loader.load(name)  # a run folder or a zoo name
 test = data.load(recipe["dataset"], recipe.get("test_split", "test"), binarize=recipe.get("binarize"))
 means = model(test.x)  # posterior means E[z | x] (a list with one entry per latent layer for layered models)
 if isinstance(means, (list, tuple)):

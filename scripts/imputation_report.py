@@ -45,7 +45,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tfrecog import data as data_lib
-    from tfrecog import io, plots, training
+    from tfrecog import io, loader, plots
     from tfrecog.impute import imputation_error, impute, missing_at_random, missing_square, plot_imputation
 
     out = Path(args.out)
@@ -55,7 +55,7 @@ def main(argv=None):
         name, kind, value = case.split(":")
         label = Path(name).name
         if name not in models:
-            models[name] = training.load(name)
+            models[name] = loader.load(name)
         model, config = models[name]
         binarize = config.get("binarize")
         test = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,

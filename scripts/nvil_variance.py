@@ -56,11 +56,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tfrecog import data as data_lib
-    from tfrecog import io, training
+    from tfrecog import io, loader
     from tfrecog._tf import tf
     from tfrecog.estimators import nvil
 
-    model, config = training.load(args.model)  # a run folder or a zoo name
+    model, config = loader.load(args.model)  # a run folder or a zoo name
     test = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,
                          binarize=config.get("binarize"))
     rows = np.sort(np.random.default_rng(0).permutation(len(test.x))[: args.batch])

@@ -74,9 +74,9 @@ def test_zoo_list_show_verify_export(capsys, tmp_path):
         assert "sha256 ok" in capsys.readouterr().out
         onnx_path = tmp_path / "zoo-encoder.onnx"
         assert cli.main(["export", names[0], "--format", "onnx", "--out", str(onnx_path)]) == 0
-        from conftest import import_runtime
+        import tfrecog_runtime
 
-        meta = import_runtime().load(str(onnx_path)).metadata
+        meta = tfrecog_runtime.load(str(onnx_path)).metadata
         assert meta["model_name"] == names[0] and meta["zoo_version"] == zoo.info(names[0])["version"]
     assert cli.main(["zoo", "show"]) == 2
     assert "needs a model NAME" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import import_runtime
+import tfrecog_runtime
 
 import tfrecog
 from tfrecog import export
@@ -35,7 +35,7 @@ TOLERANCE = 3e-5
 TOLERANCE_AUTOREGRESSIVE_VISIBLE = 5e-5
 
 
-runtime = import_runtime()
+runtime = tfrecog_runtime
 
 
 # ----------------------------------------------------------------------------------------------------------------

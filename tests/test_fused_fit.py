@@ -6,7 +6,7 @@ import pytest
 
 from tfrecog._tf import keras, tf
 from tfrecog.models import SBN, VAE
-from tfrecog.models.base import _with_static_shape
+from tfrecog.models.trainer import _with_static_shape
 
 
 def small_vae():

@@ -1,4 +1,4 @@
-"""Tests of tfrecog_runtime (the export/ folder): loading, input checks, batching, threads, no TensorFlow import.
+"""Tests of tfrecog_runtime (export/tfrecog_runtime/): loading, input checks, batching, threads, no TensorFlow import.
 
 The runtime and Keras agree to float32 round-off; parity at 1e-5 for every family is in test_export.py. Here
 runtime results are compared with the runtime itself (exactly, or to 1e-6 where the batch split changes).
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import import_runtime
+import tfrecog_runtime
 
 import tfrecog
 from tfrecog import export
@@ -23,7 +23,7 @@ from tfrecog import export
 REPO = Path(__file__).resolve().parents[1]
 
 
-runtime = import_runtime()
+runtime = tfrecog_runtime
 InputError = runtime.InputError
 
 
@@ -225,7 +225,6 @@ def test_many_threads_share_one_encoder(encoder):
 PROBE = textwrap.dedent(
     """
     import sys
-    {prelude}
     import numpy as np
     import tfrecog_runtime
     encoder = tfrecog_runtime.load(sys.argv[1])
@@ -237,17 +236,9 @@ PROBE = textwrap.dedent(
     """
 )
 
-SHIM = (
-    "import importlib.util\n"
-    "spec = importlib.util.spec_from_file_location('tfrecog_runtime', {init!r}, submodule_search_locations=[{pkg!r}])\n"
-    "module = importlib.util.module_from_spec(spec); sys.modules['tfrecog_runtime'] = module\n"
-    "spec.loader.exec_module(module)\n"
-)
-
-
-def run_probe(model_path, prelude="", env=None, cwd=None):
+def run_probe(model_path, env=None, cwd=None):
     result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(prelude=prelude), str(model_path)],
+        [sys.executable, "-c", PROBE, str(model_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -260,15 +251,17 @@ def run_probe(model_path, prelude="", env=None, cwd=None):
 
 
 def test_importing_the_runtime_does_not_import_tensorflow(paths, tmp_path):
-    prelude = SHIM.format(init=str(REPO / "export" / "__init__.py"), pkg=str(REPO / "export"))
-    location, heavy = run_probe(paths["bernoulli"], prelude, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "export")}  # this checkout's runtime, as pytest imports it
+    location, heavy = run_probe(paths["bernoulli"], env=env, cwd=tmp_path)
+    assert Path(location).parent == REPO / "export" / "tfrecog_runtime"
     assert heavy == "[]", f"tfrecog_runtime imported {heavy}"
 
 
 def test_installed_layout_from_another_directory(paths, tmp_path):
-    """The layout setup.py installs (package_dir tfrecog_runtime -> export/), imported from elsewhere."""
+    """The layout setup.py installs (tfrecog_runtime from export/tfrecog_runtime/), imported from elsewhere."""
     site = tmp_path / "site"
-    shutil.copytree(REPO / "export", site / "tfrecog_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "export" / "tfrecog_runtime", site / "tfrecog_runtime",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import assert_blocked_weights_match
 
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.evaluate import log_likelihood
@@ -357,7 +358,6 @@ def test_blocked_importance_weights_equal_the_generic_formulation(name, num_samp
     gives log p(x, h) - log q(h | x) with h from sample_posterior, the draws included (K = 3: one block, 40: even
     blocks, 41: a padded block), eagerly and under XLA."""
     from tfrecog.models import sbn as sbn_module
-    from tfrecog.models.base import LatentVariableModel
 
     monkeypatch.setattr(sbn_module, "SCORING_BLOCK_ROWS", 25)  # 5 samples of the 5 examples per block
     rng = np.random.default_rng(1)
@@ -369,11 +369,4 @@ def test_blocked_importance_weights_equal_the_generic_formulation(name, num_samp
         x = tf.constant((rng.random((5, 5)) < 0.3).astype(np.float32))
     seed = tf.constant([4, 2])
     samples, log_q = model.sample_posterior(x, num_samples, seed)
-    generic = model.log_joint(x, samples) - log_q
-    blocked = model.log_importance_weights(x, num_samples, seed)
-    assert blocked.shape == (num_samples, 5)
-    np.testing.assert_allclose(blocked, generic, rtol=1e-5, atol=1e-4)
-    compiled_generic = tf.function(lambda x, seed: LatentVariableModel.log_importance_weights(
-        model, x, num_samples, seed), jit_compile=True, autograph=False)
-    compiled_blocked = tf.function(model.log_importance_weights, jit_compile=True, autograph=False)
-    np.testing.assert_allclose(compiled_blocked(x, num_samples, seed), compiled_generic(x, seed), rtol=1e-5, atol=1e-4)
+    assert_blocked_weights_match(model, x, num_samples, seed, generic=model.log_joint(x, samples) - log_q)

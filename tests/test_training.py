@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tfrecog import io, training
+from tfrecog import io, loader, training
 from tfrecog._tf import keras
 
 
@@ -74,15 +74,15 @@ def test_load_reads_a_run_folder_or_a_zoo_name(tmp_path):
 
     run = tmp_path / "run"
     trained, _ = training.train(tiny_config(epochs=1), run, verbose=0)
-    model, config = training.load(run)
+    model, config = loader.load(run)
     assert config == io.read_json(run / "config.json")
     x = np.zeros((2, 784), np.float32)
     np.testing.assert_array_equal(model(x).numpy(), trained(x).numpy())
     name = "dlgm-frey"  # the zoo's smallest card
-    model, config = training.load(name)
+    model, config = loader.load(name)
     assert config == zoo.info(name)["recipe"] and model.event_size == zoo.info(name)["config"]["event_size"]
     with pytest.raises(training.RunError, match="neither a run folder .* nor a zoo model: no zoo model named"):
-        training.load(tmp_path / "no-such-run")
+        loader.load(tmp_path / "no-such-run")
 
 
 def test_missing_run_folder(tmp_path):
@@ -166,7 +166,7 @@ def test_polyak_average_follows_its_definition(tmp_path):
     optimizer = keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
     model.compile(optimizer=optimizer, steps_per_execution=1)
     x = np.random.default_rng(0).integers(0, 2, (200, 784)).astype("float32")
-    model._build_for_training()
+    model.build_for_training()
     history = []  # theta after each update (one a step, one step an epoch), read before `fit` ends with the average
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: history.append([v.numpy() for v in optimizer._trainable_variables]))

@@ -3,14 +3,13 @@
 Keras 3 models on TensorFlow with TFP distributions, a zoo of pretrained models and encoders for deployment.
 """
 
-__version__ = "0.1.0"
-
 from tfrecog import (  # noqa: E402
     _tf,  # noqa: F401  (sets the Keras backend before anything else imports Keras)
     data,
     estimators,
     evaluate,
     io,
+    loader,
     models,
     training,
     zoo,
@@ -18,9 +17,11 @@ from tfrecog import (  # noqa: E402
 from tfrecog.evaluate import ais_log_likelihood, bdmc, inference_gaps, log_likelihood  # noqa: E402
 from tfrecog.impute import impute  # noqa: E402
 from tfrecog.models import DLGM, SBN, VAE, LatentVariableModel  # noqa: E402
+from tfrecog.version import __version__  # noqa: E402, F401
 
 __all__ = ["DLGM", "SBN", "VAE", "LatentVariableModel", "data", "estimators", "evaluate", "export", "impute",
-           "io", "log_likelihood", "models", "training", "zoo", "ais_log_likelihood", "bdmc", "inference_gaps"]
+           "io", "loader", "log_likelihood", "models", "training", "zoo", "ais_log_likelihood", "bdmc",
+           "inference_gaps"]
 
 
 def __getattr__(name):

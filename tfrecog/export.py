@@ -1,6 +1,6 @@
 """Keras model -> deployable artifact: a TensorFlow SavedModel or an ONNX file, with metadata, written atomically.
 
-Run the ONNX files without TensorFlow through `tfrecog_runtime` (the export/ folder); reload SavedModels with
+Run the ONNX files without TensorFlow through `tfrecog_runtime` (export/tfrecog_runtime/); reload SavedModels with
 `tf.saved_model.load`.
 
 Works for any model that implements the export protocol (VAE, SBN, DLGM, ...):
@@ -32,13 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
+from tfrecog import io, version
 from tfrecog._tf import keras, tf
 
 __all__ = [
@@ -180,15 +177,13 @@ def build_metadata(model, graph: _Graph, format: str, extra: dict | None = None)
     'unit_interval' | 'nonnegative' | 'real': what the runtime accepts), preprocessing (in words); output_names,
     sample_outputs (the outputs that need noise), renamed_outputs {graph name: export_sample name} (a sample
     output named like a parameter output is exported as '<name>_sampled'), noise_inputs {name: size},
-    batch_size (null = dynamic); latent_sizes, model_config; git_commit ('unknown' outside a checkout),
-    git_dirty, tfrecog_version, tensorflow_version, keras_version and, for ONNX, onnx_opset and
-    tf2onnx_version; then the `extra` entries (which may add keys or set model_name, zoo_version, preprocessing,
-    ... but not contradict the graph keys).
+    batch_size (null = dynamic); latent_sizes, model_config; git_commit and git_dirty (`io.git_state`; outside
+    a checkout the commit recorded at installation or 'unknown', and None), tfrecog_version, tensorflow_version,
+    keras_version and, for ONNX, onnx_opset and tf2onnx_version; then the `extra` entries (which may add keys or
+    set model_name, zoo_version, preprocessing, ... but not contradict the graph keys).
     """
-    from tfrecog import __version__
-
     likelihood = getattr(model, "likelihood", None)
-    commit, dirty = _git_state()
+    commit, dirty = io.git_state()
     meta = {
         "format_version": METADATA_FORMAT_VERSION,
         "kind": graph.kind,
@@ -213,9 +208,9 @@ def build_metadata(model, graph: _Graph, format: str, extra: dict | None = None)
         "batch_size": graph.batch_size,
         "latent_sizes": [int(s) for s in model.latent_sizes],
         "model_config": _jsonable(model.get_config()),
-        "git_commit": commit,
+        "git_commit": commit or io.git_commit(),
         "git_dirty": dirty,
-        "tfrecog_version": __version__,
+        "tfrecog_version": version.__version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
     }
@@ -397,33 +392,15 @@ def _write_saved_model(model, graph: _Graph, meta: dict, tmp: Path):
 
 
 def _write_atomically(path: Path, write, directory: bool):
-    """Calls write(tmp) on a temporary path beside `path`, then renames it onto `path` (replacing an old one)."""
+    """Calls write(tmp) on a temporary path beside `path` (`io.atomic_path`), which then replaces `path`; refuses to
+    replace what an export did not write (a directory that is not a SavedModel, or a directory for an ONNX file)."""
     if path.exists():
         if directory and not (path.is_dir() and (path / "saved_model.pb").is_file()):
             raise ExportError(f"{path} exists and is not a SavedModel directory; refusing to replace it")
         if not directory and path.is_dir():
             raise ExportError(f"{path} is a directory; expected a file path for an ONNX export (e.g. model.onnx)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    tmp = path.parent / f".{path.name}.tmp-{token}"
-    old = path.parent / f".{path.name}.old-{token}"
-    try:
+    with io.atomic_path(path) as tmp:
         write(tmp)
-        if directory and path.exists():
-            os.replace(path, old)  # a directory cannot be renamed onto a non-empty one: move the old aside
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-        else:
-            os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, old):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists():
-                leftover.unlink()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -450,25 +427,6 @@ def _ensure_built(model):
     # Variables must exist before tracing: a tf.function that creates variables cannot be exported.
     if not model.built:
         model.build((None, int(model.event_size)))
-
-
-def _git_state() -> tuple[str, bool | None]:
-    """(commit, dirty) of the tfrecog source tree when it is a git checkout; ('unknown', None) otherwise."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0 or not head.stdout.strip():
-            return "unknown", None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
 
 
 def _jsonable(value):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import weakref
 
 import numpy as np
 
+from tfrecog import io
 from tfrecog._tf import tf
 
 __all__ = ["impute", "imputation_error", "missing_at_random", "missing_square", "plot_imputation"]
@@ -54,7 +54,7 @@ def impute(
 
     When q(h | x) is the exact posterior, the chain's stationary distribution of the missing values is
     p(x_missing | x_observed); with an approximate q it is an approximation. Only the base API is used
-    (`sample_posterior`, `decode`, `_observation_mean`), so VAE, DLGM and SBN all work.
+    (`sample_posterior`, `decode`, `observation_mean`), so VAE, DLGM and SBN all work.
 
     Args:
       model: a trained `LatentVariableModel` with a recognition model.
@@ -154,7 +154,7 @@ def _chain_step(model, use_mean: bool, bounds):
             h, _ = model.sample_posterior(current, 1, latent_seed)
             h = tf.nest.map_structure(lambda t: t[0], h)
             if use_mean:
-                proposal = model._observation_mean(h)
+                proposal = model.observation_mean(h)
             else:
                 proposal = model.decode(h).sample(seed=data_seed)
             proposal = tf.cast(proposal, tf.float32)
@@ -319,16 +319,7 @@ def plot_imputation(
                 ax.set_title(titles[c], fontsize=8)
     figure.tight_layout(pad=0.3)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".imputation-", suffix=f".{extension}")
-    os.close(handle)
-    try:
+    with io.atomic_path(path) as temporary:
         figure.savefig(temporary, format=extension)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path

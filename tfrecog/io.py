@@ -1,4 +1,6 @@
-"""Atomic file writes and checksums: nothing a user saved is ever half-written."""
+"""Atomic file writes, checksums and provenance (the commit of the code in use): nothing a user saved is ever
+half-written. Imports only the standard library (setup.py loads this file by path).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -14,7 +18,9 @@ from pathlib import Path
 def atomic_path(path, suffix: str | None = None):
     """Yields a temporary path beside `path`; on success it is renamed onto `path`, on failure removed.
 
-    The suffix of `path` is kept (Keras checks file extensions such as '.weights.h5').
+    The caller writes a file or a directory at the temporary path. A directory replaces an existing directory at
+    `path` (the old one is moved aside, then removed once the new one is in place). The suffix of `path` is kept
+    (Keras checks file extensions such as '.weights.h5').
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,17 +28,24 @@ def atomic_path(path, suffix: str | None = None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
+    old = f"{tmp}.old"
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            os.replace(path, old)  # a directory cannot be renamed onto a non-empty one: move the old aside
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+        else:
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            if os.path.isdir(tmp):
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                os.unlink(tmp)
+        for leftover in (tmp, old):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def write_text(path, text: str):
@@ -74,21 +87,42 @@ def save_weights(model, path):
         model.save_weights(str(tmp))
 
 
-def git_commit(default: str = "unknown") -> str:
-    """The commit of the tfrecog source in use: from git when tfrecog runs from its own checkout, else the commit
-    recorded at installation (`setup.py` writes tfrecog/_commit.txt), else `default`. A git repository that merely
-    contains an installed copy (a Python installation kept in git, say) is not mistaken for tfrecog's."""
-    import subprocess
-
-    package = Path(__file__).resolve().parent
+def _checkout_head(package: Path) -> str | None:
+    """HEAD of the git checkout whose top level holds `package`, or None (no git, or not tfrecog's own checkout)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package, capture_output=True,
-                             text=True, timeout=5)
-        lines = out.stdout.split()
-        if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == package.parent:
-            return lines[1]
+                             text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        pass
+        return None
+    lines = out.stdout.split()
+    if out.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == package.parent:
+        return lines[1]
+    return None
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout tfrecog runs from; (None, None) when it does not run from its own
+    checkout. A git repository that merely contains an installed copy (a Python installation kept in git, say) is
+    not mistaken for tfrecog's. `dirty`: tracked files differ from the commit (None if git status fails)."""
+    package = Path(__file__).resolve().parent
+    head = _checkout_head(package)
+    if head is None:
+        return None, None
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=package,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return head, None
+    return head, bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+def git_commit(default: str = "unknown") -> str:
+    """The commit of the tfrecog source in use: from git when tfrecog runs from its own checkout (`git_state`),
+    else the commit recorded at installation (`setup.py` writes tfrecog/_commit.txt), else `default`."""
+    package = Path(__file__).resolve().parent
+    head = _checkout_head(package)
+    if head is not None:
+        return head
     recorded = package / "_commit.txt"
     if recorded.exists():
         return recorded.read_text().strip() or default

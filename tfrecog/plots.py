@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrecog import io
-
-IMAGE_SHAPES = {"binarized_mnist": (28, 28), "mnist": (28, 28), "mnist5k": (28, 28), "frey_faces": (28, 20)}
+from tfrecog import data, io
 
 
 def image_shape_for(dataset, event_size):
-    if dataset in IMAGE_SHAPES:
-        return IMAGE_SHAPES[dataset]
+    """(height, width) to draw an example of `dataset` (its registry entry), else a square of `event_size`
+    pixels where there is one, else a single row."""
+    spec = data.DATASETS.get(dataset)
+    if spec is not None and spec.image_shape is not None:
+        return spec.image_shape
     side = int(round(math.sqrt(event_size)))
     return (side, side) if side * side == event_size else (1, event_size)
 

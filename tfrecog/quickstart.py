@@ -67,7 +67,7 @@ def run(out_dir="quickstart_out", seconds: float = 120.0, samples: int = 1000, l
     print(f"test ELBO (1 sample): {metrics['elbo']:.2f} nats")
     print(f"test log-likelihood (importance sampling, K={samples}): {ll.log_likelihood:.2f} +- {ll.stderr:.2f} nats")
 
-    shape = (28, 28)
+    shape = test.image_shape
     plots.image_grid(model.sample(100, seed=0).numpy(), shape, out / "samples.png", title="samples (Bernoulli means)")
     plots.reconstructions(test.x[:50], model.reconstruct(test.x[:50], seed=0).numpy(), shape,
                           out / "reconstructions.png")

@@ -15,48 +15,33 @@ from pathlib import Path
 import numpy as np
 
 from tfrecog import data as data_lib
-from tfrecog import io
+from tfrecog import io, models
 from tfrecog._tf import keras
 
-__all__ = ["FAMILIES", "default_config", "build_model", "train", "load_run", "evaluate_run", "RunError"]
+__all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
+           "load_run", "train"]
 
 
 class RunError(ValueError):
     """A run folder is missing or incomplete; the message names what was expected."""
 
 
-# Family name -> (class name in tfrecog.models, constructor defaults).
-FAMILIES = {
-    "vae": ("VAE", {}),
-    "sbn": ("SBN", {}),
-    "fdarn": ("SBN", {"autoregressive_prior": True, "autoregressive_visible": True}),
-    "dlgm": ("DLGM", {}),
-}
-
-# Dataset -> (likelihood, default model settings) used when a recipe does not say.
-DATASET_DEFAULTS = {
-    "binarized_mnist": {"likelihood": "bernoulli"},
-    "mnist5k": {"likelihood": "bernoulli"},
-    "mnist": {"likelihood": "bernoulli"},
-    "frey_faces": {"likelihood": "gaussian"},
-    "20news": {"likelihood": "categorical"},
-}
-
-VALID_SPLIT = {"binarized_mnist": "valid", "frey_faces": "valid", "20news": "valid", "mnist5k": None, "mnist": None}
-
-
 def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET, **overrides) -> dict:
-    """A complete training recipe as plain data; `overrides` replace top-level keys, `model` is merged."""
-    if family not in FAMILIES:
-        raise RunError(f"unknown model family {family!r}: expected one of {', '.join(FAMILIES)}")
-    model = {**FAMILIES[family][1], **DATASET_DEFAULTS.get(dataset, {})}
+    """A complete training recipe as plain data; `overrides` replace top-level keys, `model` is merged.
+
+    The family (`tfrecog.models.FAMILIES`) gives the constructor arguments its name implies and its extra recipe
+    entries; the dataset (`tfrecog.data.DATASETS`) the likelihood and the validation split.
+    """
+    spec = _family(family)
+    dataset_spec = data_lib.DATASETS.get(dataset)
+    model = {**spec.defaults, **({"likelihood": dataset_spec.likelihood} if dataset_spec else {})}
     config = {
         "family": family,
         "model": model,
         "dataset": dataset,
         "binarize": None,
         "train_split": "train",
-        "valid_split": VALID_SPLIT.get(dataset),
+        "valid_split": dataset_spec.valid_split if dataset_spec else None,
         "test_split": "test",
         "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}},
         "batch_size": 100,
@@ -67,9 +52,7 @@ def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET,
         "checkpoint_every_seconds": 60,
         "max_seconds": None,
     }
-    if family in ("sbn", "fdarn"):
-        # NVIL's input-dependent baseline C(x) has an optimizer of its own.
-        config["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": 3e-3}}
+    config.update(copy.deepcopy(spec.recipe))
     for key, value in overrides.items():
         if key == "model":
             config["model"].update(value)
@@ -81,35 +64,36 @@ def default_config(family: str = "vae", dataset: str = data_lib.DEFAULT_DATASET,
     return config
 
 
-def _model_class(family: str):
-    from tfrecog import models
-
-    name = FAMILIES[family][0]
-    if not hasattr(models, name):
-        raise RunError(f"model family {family!r} ({name}) is not available in this version of tfrecog")
-    return getattr(models, name)
+def _family(name: str) -> models.Family:
+    try:
+        return models.family(name)
+    except ValueError as err:
+        raise RunError(str(err)) from None
 
 
 def build_model(config: dict, event_size: int):
     """Instantiates the recipe's model for data of `event_size` features."""
-    family = config["family"]
-    if family not in FAMILIES:
-        raise RunError(f"unknown model family {family!r}: expected one of {', '.join(FAMILIES)}")
+    family = _family(config["family"])
     kwargs = dict(config["model"])
     kwargs.setdefault("event_size", event_size)
     kwargs.setdefault("seed", config.get("seed", 0))
     if kwargs["event_size"] != event_size:
         raise RunError(f"recipe says event_size={kwargs['event_size']} but the dataset has {event_size} features")
-    return _model_class(family)(**kwargs)
+    return family.model_class(**kwargs)
 
 
-def _compile(model, config):
+def compile_for_recipe(model, config: dict):
+    """Compiles `model` with the recipe's optimizers (and NVIL's baseline optimizer where the recipe has one), XLA
+    and fused-step settings, and creates every variable (optimizer slots too), ready to train or to load a
+    checkpoint with optimizer state."""
     optimizer = keras.optimizers.get(copy.deepcopy(config["optimizer"]))
     kwargs = {}
     if "baseline_optimizer" in config:
         kwargs["baseline_optimizer"] = keras.optimizers.get(copy.deepcopy(config["baseline_optimizer"]))
     model.compile(optimizer=optimizer, jit_compile=config.get("jit_compile", True),
                   steps_per_execution=config.get("steps_per_execution", 50), **kwargs)
+    model.build_for_training()
+    return model
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -232,8 +216,7 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         io.write_json(config_path, config)
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     model = build_model(config, train_split.event_size)
-    _compile(model, config)
-    model._build_for_training()
+    compile_for_recipe(model, config)
 
     state_path = run_dir / "checkpoints" / "state.json"
     state = io.read_json(state_path) if state_path.exists() else {"epoch": 0, "wall_seconds": 0.0}
@@ -317,25 +300,9 @@ def load_run(run_dir, which: str = "best"):
         raise RunError(f"run folder {run_dir} has no checkpoint: expected checkpoints/{which}.weights.h5")
     event_size = config["model"].get("event_size") or _load_split(config, config["test_split"], None).event_size
     model = build_model(config, event_size)
-    _compile(model, config)
-    model._build_for_training()
+    compile_for_recipe(model, config)
     model.load_weights(str(path))
     return model, config
-
-
-def load(name_or_run, which: str = "best"):
-    """`(model, config)` from a run folder (as `load_run`) or, where no such path exists, a zoo name (the card's
-    weights, checksum-verified, and its recipe as the config): what every `tfrecog` command accepts as RUN_OR_NAME."""
-    path = Path(name_or_run)
-    if path.exists():
-        return load_run(path, which)
-    from tfrecog import zoo
-
-    try:
-        card = zoo.info(str(name_or_run))
-    except zoo.ZooError as err:
-        raise RunError(f"{name_or_run!r} is neither a run folder (no such path) nor a zoo model: {err}") from None
-    return zoo.load(card["name"]), card["recipe"]
 
 
 def evaluation_data(config: dict, split: str | None = None, data_dir=None, limit: int | None = None,

@@ -12,7 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from tfrecog import io
+from tfrecog import io, models, training
+from tfrecog.evaluate import log_likelihood, perplexity
 
 __all__ = ["ZooError", "list", "info", "load", "verify", "reproduce", "publish", "zoo_dir"]
 
@@ -72,16 +73,6 @@ def _check_weights(card: dict) -> Path:
     return path
 
 
-def _build(card: dict):
-    from tfrecog import training
-
-    family = card["family"]
-    cls = training._model_class(family)
-    model = cls.from_config(dict(card["config"]))
-    model.build((None, model.event_size))
-    return model
-
-
 def load(name: str, compile: bool = True):
     """A ready Keras model with the card's weights, verified against its sha256 first.
 
@@ -89,13 +80,11 @@ def load(name: str, compile: bool = True):
     """
     card = info(name)
     path = _check_weights(card)
-    model = _build(card)
+    model = models.from_config(card["family"], card["config"])
     model.load_weights(str(path))
     if compile:
-        from tfrecog import training
-
-        training._compile(model, card["recipe"])
-        model._build_for_training()  # optimizer slots exist, so `.keras` files of the model restore cleanly
+        # optimizer slots exist, so `.keras` files of the model restore cleanly
+        training.compile_for_recipe(model, card["recipe"])
     return model
 
 
@@ -115,15 +104,12 @@ def verify(name: str, metrics: bool = False, data_dir=None, tolerance_stderr: fl
     model.sample(2, seed=0)
     lines.append(f"{name}: loads, encodes and samples ok")
     if metrics:
-        from tfrecog import data as data_lib
-        from tfrecog.evaluate import log_likelihood
-
         check = card["metrics"].get("check")
         if check is None:
             raise ZooError(f"zoo model {name!r} has no recorded check metric")
-        ds = card["dataset"]
-        split = data_lib.load(ds["name"], ds["test_split"], data_dir=data_dir, binarize=ds.get("binarize"))
-        result = log_likelihood(model, split.x[: check["num_examples"]], samples=check["samples"], seed=0)
+        # The recipe's test split, as `reproduce` (which trains the recipe) and `publish` read it.
+        x = training.evaluation_data(card["recipe"], data_dir=data_dir, limit=check["num_examples"])
+        result = log_likelihood(model, x, samples=check["samples"], seed=0)
         diff = abs(result.log_likelihood - check["value"])
         ok = diff <= tolerance_stderr * max(check["stderr"], 1e-3)
         lines.append(f"{name}: log p(x) on {check['num_examples']} test examples, K={check['samples']}: "
@@ -136,8 +122,6 @@ def verify(name: str, metrics: bool = False, data_dir=None, tolerance_stderr: fl
 
 def reproduce(name: str, run_dir=None, data_dir=None, max_seconds=None, samples: int | None = None):
     """Trains the card's recipe from scratch into `run_dir` (resuming if it exists) and evaluates it."""
-    from tfrecog import training
-
     card = info(name)
     run_dir = Path(run_dir or f"runs/reproduce-{name}")
     training.train(card["recipe"], run_dir, data_dir=data_dir, max_seconds=max_seconds)
@@ -162,9 +146,6 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
     Weights are saved without optimizer state; metrics come from the importance-sampled evaluator on the full test
     split (K=`samples`) and on a fixed subset (the `check` that `verify --metrics` repeats).
     """
-    from tfrecog import training
-    from tfrecog.evaluate import log_likelihood
-
     run_dir = Path(run_dir)
     trained, config = training.load_run(run_dir, which)
     model = training.build_model(config, trained.event_size)
@@ -178,14 +159,11 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
     metrics = dict(old.get("metrics", {}))
     if evaluate:
-        from tfrecog import data as data_lib
-
-        test = data_lib.load(config["dataset"], config["test_split"], data_dir=data_dir,
-                             binarize=config.get("binarize"))
+        x = training.evaluation_data(config, data_dir=data_dir)
         t0 = time.time()
-        full = log_likelihood(model, test.x, samples=samples, seed=0, progress=True)
+        full = log_likelihood(model, x, samples=samples, seed=0, progress=True)
         seconds = time.time() - t0
-        check = log_likelihood(model, test.x[:check_examples], samples=check_samples, seed=0)
+        check = log_likelihood(model, x[:check_examples], samples=check_samples, seed=0)
         metrics = {
             "test_log_likelihood": {"value": full.log_likelihood, "stderr": full.stderr, "samples": samples,
                                     "num_examples": full.num_examples, "split": config["test_split"],
@@ -196,9 +174,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                       "num_examples": check.num_examples, "seed": 0},
         }
         if config["model"].get("likelihood") == "categorical":
-            from tfrecog.evaluate import perplexity
-
-            metrics["test_perplexity"] = {**perplexity(full.per_example, test.x), "samples": samples,
+            metrics["test_perplexity"] = {**perplexity(full.per_example, x), "samples": samples,
                                           "definition": "exp(-mean over documents of log p(doc) / words in doc)"}
     select_by = config.get("select_by", "elbo")
     selection = {} if select_by == "elbo" else {"select_by": select_by,

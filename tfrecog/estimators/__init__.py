@@ -1,31 +1,90 @@
-"""Objectives as functions of (model, batch, settings): each returns `(loss, diagnostics)`.
+"""Estimators: objectives as functions of a model's densities, and the one registry every model selects from.
 
-Networks know nothing of estimators; a model's training step picks one by name from `ESTIMATORS`.
+An estimator is a function `objective(model, x, seed, num_samples=1, **settings) -> (loss, diagnostics)` of a
+minibatch x [B, D] and a stateless seed int32 [2]: `loss` is the scalar to minimise (without the weight prior),
+`diagnostics` a dict of scalars that includes `elbo`. Networks know nothing of estimators: a model names one
+(`LatentVariableModel(estimator=...)`), its `objective` calls `get(name).objective`, and its training step
+(`tfrecog.models.trainer.FusedTrainer.train_update`) takes the gradient of that loss, or hands the update to the
+estimator's own `train_update` where it has one. This registry is the only place an estimator is chosen.
+
+Adding an estimator (e.g. VIMCO, RWS or DisARM for SBNs):
+  1. write its function in a module of this package, using only the model's documented densities
+     (`sample_posterior`, `log_joint`, `log_importance_weights`, `recognition_log_prob`, `sample_joint`, and for
+     layered models `sample_posterior_terms` / `log_joint_terms`), with the equation in its docstring;
+  2. register it in `ESTIMATORS` below as an `Estimator`, which declares
+     - `families`: the model families that support it, by `LatentVariableModel.family` ('vae', 'dlgm', 'sbn';
+       an fDARN is an 'sbn'). Building a model with an estimator its family does not support is a one-line error
+       that lists the ones it does (`get(name, family)`).
+     - `train_update`: None (the default) when the update is one optimizer minimising `loss + weight penalty` over
+       all trainable variables: reparameterised bounds, wake-sleep, and any single surrogate loss whose gradient
+       is the estimator (VIMCO, RWS's wake losses, DisARM). A function `(model, x, seed) -> logs` when the
+       estimator needs several optimizers or running state (NVIL: a baseline network with its own optimizer and
+       running moments of the learning signal); it applies the update itself and returns the metrics to track
+       ('loss' and the diagnostics, the same names the objective returns).
+     - `kl_weight`: whether the objective takes `kl_weight` (the KL warm-up of `kl_warmup_steps`);
+  3. add a test against exact answers (tests/test_<name>.py; `tfrecog.models.sbn.exact_elbo` and friends
+     enumerate small SBNs).
 """
 
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
 from tfrecog.estimators.iwae import iwae
-from tfrecog.estimators.nvil import NVILState, nvil
+from tfrecog.estimators.nvil import NVILState, nvil, nvil_objective, nvil_train_update
 from tfrecog.estimators.sgvb import sgvb
 from tfrecog.estimators.wake_sleep import wake_sleep
 
-ESTIMATORS = {
-    "sgvb_a": lambda model, x, seed, num_samples=1, kl_weight=1.0: sgvb(
-        model, x, seed, num_samples, analytic_kl=False, kl_weight=kl_weight
-    ),
-    "sgvb_b": lambda model, x, seed, num_samples=1, kl_weight=1.0: sgvb(
-        model, x, seed, num_samples, analytic_kl=True, kl_weight=kl_weight
-    ),
-    "iwae": iwae,
-    "wake_sleep": lambda model, x, seed, num_samples=1: wake_sleep(model, x, seed),
-}
+REPARAMETERISED = ("vae", "dlgm")  # families with continuous, reparameterised latents
 
 
-def get(name: str):
-    """The estimator function registered under `name`; a clear error lists the known names."""
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    """A registered estimator: its objective, the families that support it, and its own update if it has one."""
+
+    name: str
+    objective: Callable
+    families: tuple[str, ...]
+    train_update: Callable | None = None
+    kl_weight: bool = False
+
+
+def _sgvb_a(model, x, seed, num_samples: int = 1, kl_weight=1.0):
+    """SGVB estimator A: Monte-Carlo KL (`sgvb`)."""
+    return sgvb(model, x, seed, num_samples, analytic_kl=False, kl_weight=kl_weight)
+
+
+def _sgvb_b(model, x, seed, num_samples: int = 1, kl_weight=1.0):
+    """SGVB estimator B: analytic KL (`sgvb`)."""
+    return sgvb(model, x, seed, num_samples, analytic_kl=True, kl_weight=kl_weight)
+
+
+def _wake_sleep(model, x, seed, num_samples: int = 1):
+    """Wake-sleep (`wake_sleep`); one wake sample per example whatever `num_samples`."""
+    return wake_sleep(model, x, seed)
+
+
+ESTIMATORS = {estimator.name: estimator for estimator in (
+    Estimator("sgvb_a", _sgvb_a, REPARAMETERISED, kl_weight=True),
+    Estimator("sgvb_b", _sgvb_b, REPARAMETERISED, kl_weight=True),
+    Estimator("iwae", iwae, REPARAMETERISED),
+    Estimator("wake_sleep", _wake_sleep, (*REPARAMETERISED, "sbn")),
+    Estimator("nvil", nvil_objective, ("sbn",), train_update=nvil_train_update),
+)}
+
+
+def get(name: str, family: str | None = None) -> Estimator:
+    """The estimator registered under `name`, checked against the model `family` when given; a clear error lists
+    the known (or the family's) estimators."""
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}: expected one of {', '.join(sorted(ESTIMATORS))}")
-    return ESTIMATORS[name]
+        raise ValueError(f"unknown estimator {name!r}: expected one of {', '.join(ESTIMATORS)}")
+    estimator = ESTIMATORS[name]
+    if family is not None and family not in estimator.families:
+        supported = [n for n, e in ESTIMATORS.items() if family in e.families]
+        raise ValueError(f"{family} models support the estimators {', '.join(supported)}; got estimator {name!r}")
+    return estimator
 
 
-# NVIL carries running statistics and a baseline network, so the SBN's own training step calls `nvil` directly.
-__all__ = ["ESTIMATORS", "NVILState", "get", "iwae", "nvil", "sgvb", "wake_sleep"]
+__all__ = ["ESTIMATORS", "Estimator", "NVILState", "get", "iwae", "nvil", "nvil_objective", "nvil_train_update",
+           "sgvb", "wake_sleep"]

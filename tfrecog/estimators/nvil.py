@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from tfrecog._tf import tf
 
-__all__ = ["NVILState", "initial_state", "learning_signals", "nvil"]
+__all__ = ["NVILState", "initial_state", "learning_signals", "nvil", "nvil_objective", "nvil_train_update"]
 
 
 class NVILState(NamedTuple):
@@ -164,3 +164,42 @@ def nvil(
         "normalized_signal_variance": advantage_variance,
     }
     return losses, diagnostics, new_state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NVIL on a model that carries its parts: the registry's entry (`tfrecog.estimators.ESTIMATORS['nvil']`)
+#
+# The model exposes `nvil_state()` (the running `NVILState`), `assign_nvil_state(state)`, `nvil_settings()` (the
+# keyword arguments of `nvil`: baseline network, number of samples and the switches), the variable groups
+# `model_variables` (theta and phi) and `baseline_variables` (psi), `optimizer`, `baseline_optimizer` and
+# `weight_penalty()`. `tfrecog.models.SBN` does.
+
+
+def nvil_objective(model, x, seed, num_samples: int = 1):
+    """`(-ELBO, diagnostics)` of `nvil` on one minibatch: the single-sample ELBO, what NVIL climbs, as the value
+    that validation and `evaluate` report (the update itself is `nvil_train_update`)."""
+    settings = {**model.nvil_settings(), "num_samples": num_samples}
+    _, diagnostics, _ = nvil(model, x, seed, model.nvil_state(), **settings)
+    return -diagnostics["elbo"], diagnostics
+
+
+def nvil_train_update(model, x, seed):
+    """One NVIL update: the model optimizer steps theta and phi along the gradients of the model and recognition
+    surrogates (plus the weight penalty), the baseline optimizer steps psi along the baseline loss's, and the running
+    statistics c, v take their new values. Returns the metrics: `loss` = penalty - ELBO and `nvil`'s diagnostics.
+    """
+    model_variables = model.model_variables
+    baseline_variables = model.baseline_variables
+    with tf.GradientTape() as tape:
+        losses, diagnostics, new_state = nvil(model, x, seed, model.nvil_state(), **model.nvil_settings())
+        penalty = model.weight_penalty()
+        total = losses["model"] + losses["recognition"] + penalty + losses["baseline"]
+        scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
+    grads = tape.gradient(scaled, model_variables + baseline_variables)
+    model.optimizer.apply(grads[: len(model_variables)], model_variables)
+    if baseline_variables:
+        if model.baseline_optimizer is None:
+            raise RuntimeError("compile the model first: the baseline network needs baseline_optimizer")
+        model.baseline_optimizer.apply(grads[len(model_variables):], baseline_variables)
+    model.assign_nvil_state(new_state)
+    return {"loss": penalty - diagnostics["elbo"], **diagnostics}

@@ -93,6 +93,8 @@ class DLGM(LatentVariableModel):
       [TensorShape([5, 50]), TensorShape([5, 20])]
     """
 
+    family = "dlgm"  # its name in the estimator registry's `families` (tfrecog.estimators)
+
     def __init__(
         self,
         event_size: int = 784,
@@ -116,9 +118,6 @@ class DLGM(LatentVariableModel):
         **kwargs,
     ):
         super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
-        from tfrecog import estimators
-
-        estimators.get(estimator)  # a clear error for an unknown name, now rather than at the first fit
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"DLGM likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
         if isinstance(latent_sizes, int) or not len(latent_sizes):

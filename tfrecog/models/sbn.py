@@ -5,14 +5,13 @@ optionally autoregressive within a layer, trained by NVIL (two optimizers: model
 from __future__ import annotations
 
 from tfrecog._tf import keras, tf, tfd, tfp
-from tfrecog.estimators.nvil import NVILState, nvil
+from tfrecog.estimators.nvil import NVILState
 from tfrecog.layers import random
 from tfrecog.layers.bernoulli import bernoulli_log_prob  # defined there; still importable from here
 from tfrecog.layers.masked import MaskedDense
 from tfrecog.layers.mlp import MLP, initializer
 from tfrecog.models.base import LatentVariableModel, sample_blocks
 
-ESTIMATORS = ("nvil", "wake_sleep")
 # `log_importance_weights` scores the K x B samples in blocks of about this many rows (see there).
 SCORING_BLOCK_ROWS = 1024
 
@@ -203,6 +202,8 @@ class SBN(LatentVariableModel):
       >>> h, log_q = model.sample_posterior(x_test[:5], 1, seed=tf.constant([0, 1]))   # doctest: +SKIP
     """
 
+    family = "sbn"  # its name in the estimator registry's `families` (tfrecog.estimators)
+
     def __init__(
         self,
         event_size: int = 784,
@@ -229,8 +230,6 @@ class SBN(LatentVariableModel):
         super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
         if likelihood not in ("bernoulli", "categorical"):
             raise ValueError(f"SBN likelihood must be 'bernoulli' or 'categorical'; got {likelihood!r}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"SBN estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
         if isinstance(latent_sizes, int):
             latent_sizes = (latent_sizes,)
         sizes = tuple(int(s) for s in latent_sizes)
@@ -368,7 +367,7 @@ class SBN(LatentVariableModel):
             return tf.reduce_sum(x * tf.nn.log_softmax(self.observation_layer(h1)), axis=-1)
         return self.observation_layer.log_prob(x, h1)
 
-    def _observation_mean(self, h):
+    def observation_mean(self, h):
         h1 = self._layers_of(h)[0]
         if self.likelihood == "categorical":
             return tf.nn.softmax(self.observation_layer(h1))
@@ -519,27 +518,25 @@ class SBN(LatentVariableModel):
     # -- training ----------------------------------------------------------------------------------------------
 
     def nvil_state(self) -> NVILState:
+        """NVIL's running mean c and variance v of the learning signals, one entry per layer."""
         return NVILState(tf.convert_to_tensor(self.signal_mean), tf.convert_to_tensor(self.signal_variance))
 
-    def nvil_step(self, x, seed):
-        """`nvil(...)` with this model's baseline network, running statistics and switches."""
-        return nvil(
-            self, x, seed, self.nvil_state(),
-            baseline=self.baseline_network,
-            num_samples=self.num_samples,
-            centering=self.centering,
-            input_dependent_baseline=self.input_dependent_baseline,
-            variance_normalization=self.variance_normalization,
-            local_signals=self.local_signals,
-            decay=self.signal_decay,
-        )
+    def assign_nvil_state(self, state: NVILState):
+        self.signal_mean.assign(state.mean)
+        self.signal_variance.assign(state.variance)
 
-    def objective(self, x, seed, training: bool = False):
-        """(-ELBO, diagnostics) under NVIL (the single-sample ELBO, what NVIL climbs); wake-sleep's loss otherwise."""
-        if self.estimator == "nvil":
-            _, diagnostics, _ = self.nvil_step(x, seed)
-            return -diagnostics["elbo"], diagnostics
-        return super().objective(x, seed, training=training)
+    def nvil_settings(self) -> dict:
+        """The keyword arguments of `tfrecog.estimators.nvil.nvil` for this model: its baseline network C(x),
+        samples per example and NVIL's switches (what the registry's 'nvil' estimator passes)."""
+        return {
+            "baseline": self.baseline_network,
+            "num_samples": self.num_samples,
+            "centering": self.centering,
+            "input_dependent_baseline": self.input_dependent_baseline,
+            "variance_normalization": self.variance_normalization,
+            "local_signals": self.local_signals,
+            "decay": self.signal_decay,
+        }
 
     def compile(self, optimizer="adam", baseline_optimizer="adam", **kwargs):
         """Like `LatentVariableModel.compile`, plus the optimizer of NVIL's baseline network (the GAN-guide pattern).
@@ -567,40 +564,14 @@ class SBN(LatentVariableModel):
             if self.baseline_optimizer is not None and not self.baseline_optimizer.built and self.baseline_variables:
                 self.baseline_optimizer.build(self.baseline_variables)
 
-    def _build_for_training(self):
+    def build_for_training(self):
         if getattr(self, "optimizer", None) is None:
             raise RuntimeError(f"{type(self).__name__}: call compile() before fit() or evaluate()")
         with self.distribute_strategy.scope():
             if not self.built:
                 self.build((None, self.event_size))
             self._build_optimizers()
-            super()._build_for_training()
-
-    def train_update(self, x):
-        """One update: NVIL (model optimizer on theta and phi, baseline optimizer on C) or wake-sleep."""
-        model_variables = self.model_variables
-        if self.estimator != "nvil":
-            with tf.GradientTape() as tape:
-                loss, diagnostics = self.objective(x, self._step_seed())
-                total = loss + self.weight_penalty()
-                scaled = total / self._num_replicas()
-            self.optimizer.apply(tape.gradient(scaled, model_variables), model_variables)
-            return {"loss": total, **diagnostics}
-        baseline_variables = self.baseline_variables
-        with tf.GradientTape() as tape:
-            losses, diagnostics, new_state = self.nvil_step(x, self._step_seed())
-            penalty = self.weight_penalty()
-            total = losses["model"] + losses["recognition"] + penalty + losses["baseline"]
-            scaled = total / self._num_replicas()
-        grads = tape.gradient(scaled, model_variables + baseline_variables)
-        self.optimizer.apply(grads[: len(model_variables)], model_variables)
-        if baseline_variables:
-            if self.baseline_optimizer is None:
-                raise RuntimeError("compile the model first: the baseline network needs baseline_optimizer")
-            self.baseline_optimizer.apply(grads[len(model_variables):], baseline_variables)
-        self.signal_mean.assign(new_state.mean)
-        self.signal_variance.assign(new_state.variance)
-        return {"loss": penalty - diagnostics["elbo"], **diagnostics}
+            super().build_for_training()
 
     def get_config(self):
         return {

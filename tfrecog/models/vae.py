@@ -45,6 +45,8 @@ class VAE(LatentVariableModel):
       TensorShape([5, 20])
     """
 
+    family = "vae"  # its name in the estimator registry's `families` (tfrecog.estimators)
+
     def __init__(
         self,
         event_size: int = 784,
@@ -99,7 +101,7 @@ class VAE(LatentVariableModel):
         scale = self.min_scale + tf.exp(out[..., self.event_size :])
         return tfd.Independent(tfd.Normal(loc, scale), 1)
 
-    def _observation_mean(self, z):
+    def observation_mean(self, z):
         return self.decode(z).mean()
 
     # -- generic latent-variable API ---------------------------------------------------------------------------
