@@ -1,12 +1,12 @@
 """A/B timing of `log_likelihood` (importance-sampled log p(x)) across versions of tfrecog in one process, interleaved
 with the jax.jit and torch.compile references.
 
-  python bench/ab_eval.py vae|sbn PACKAGE [PACKAGE ...] [--windows 4] [--no-torch]
+  python -m bench.ab_eval vae|sbn PACKAGE [PACKAGE ...] [--windows 4] [--no-torch]
 
 Each PACKAGE is an importable copy of tfrecog under another name, made as in `bench/ab_fit.py`'s docstring (e.g. the
 last commit as `tfrecog_old`), and `tfrecog` itself is this checkout:
 
-  PYTHONPATH=/tmp/ab python bench/ab_eval.py vae tfrecog_old tfrecog
+  PYTHONPATH=/tmp/ab python -m bench.ab_eval vae tfrecog_old tfrecog
 
 A PACKAGE may carry settings of `log_likelihood`: `tfrecog:rows=5000` (rows_per_chunk), `tfrecog:nojit`
 (jit_compile=False), `tfrecog:rows=default` (the library's default instead of the suite's ROWS_PER_CHUNK).
@@ -20,24 +20,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from .common import (  # noqa: E402
     EVENT_SIZE,
-    REPO,
     ROWS_PER_CHUNK,
     Candidate,
     binary_data,
     build_tfrecog_model,
     interleaved,
 )
-
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
 
 
 def build_model(package: str, model_name: str):
@@ -89,14 +81,14 @@ def main(argv=None):
     x = binary_data(args.test_points, seed=1)
     candidates = [evaluation_candidate(package, args.model, x, args.samples) for package in args.packages]
     if not args.no_jax:
-        import ref_jax as rj
+        from . import ref_jax as rj
 
         candidates.append(rj.evaluation_candidate("jax.jit", args.model, x, args.samples))
         if args.jax_rows:
             candidates.append(rj.evaluation_candidate(f"jax.jit:rows={args.jax_rows}", args.model, x, args.samples,
                                                       rows_per_chunk=args.jax_rows))
     if not args.no_torch:
-        import ref_torch as rt
+        from . import ref_torch as rt
 
         candidates.append(rt.evaluation_candidate("torch.compile", args.model, x, args.samples, compile=True))
     timings, failed = interleaved(candidates, args.windows, args.window_seconds)

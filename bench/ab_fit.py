@@ -1,12 +1,12 @@
 """A/B timing of `model.fit` across versions of tfrecog in one process, interleaved with the jax.jit reference.
 
-  python bench/ab_fit.py sbn|vae|dlgm PACKAGE [PACKAGE ...] [--windows 5]
+  python -m bench.ab_fit sbn|vae|dlgm PACKAGE [PACKAGE ...] [--windows 5]
 
 Each PACKAGE is an importable copy of tfrecog under another name, e.g. the last commit as `tfrecog_old`:
 
   mkdir -p /tmp/ab && git archive HEAD tfrecog | tar -x -C /tmp/ab && mv /tmp/ab/tfrecog /tmp/ab/tfrecog_old
   grep -rl tfrecog /tmp/ab/tfrecog_old --include=*.py | xargs sed -i 's/\\btfrecog\\([._ ]\\)/tfrecog_old\\1/g'
-  PYTHONPATH=/tmp/ab python bench/ab_fit.py sbn tfrecog_old tfrecog
+  PYTHONPATH=/tmp/ab python -m bench.ab_fit sbn tfrecog_old tfrecog
 
 (`tfrecog` itself is this checkout.) Candidates take turns in every timing window (`common.interleaved`), so the
 ratios of one run compare versions under the same load.
@@ -17,25 +17,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from .common import (  # noqa: E402
     BATCH_SIZE,
     LEARNING_RATE,
-    REPO,
     Candidate,
     binary_data,
     build_tfrecog_model,
     interleaved,
     print_against,
 )
-
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
 
 
 def fit_candidate(package: str, model_name: str, x):
@@ -83,7 +75,7 @@ def main(argv=None):
     if args.tf_xla_flags:
         tf_only_xla_flags(args.tf_xla_flags)
 
-    import ref_jax as rj
+    from . import ref_jax as rj
 
     x = binary_data(10000, seed=0)
     candidates = [fit_candidate(package, args.model, x) for package in args.packages]

@@ -5,7 +5,7 @@ and batch-1000 throughput (examples/s). Candidates are timed in interleaved wind
 window, in turn) so that noise from a shared machine falls on all of them alike; we report the median over
 windows and the spread (min and max of the window values).
 
-  python bench/bench_encoder.py [--quick] [--out results.json]
+  python -m bench.bench_encoder [--quick] [--out bench/results/encoder_results.json]
 
 Project targets: ONNX Runtime batch-1 latency within 2x of numpy and >= 10x faster than calling the Keras model;
 batch-1000 throughput within 1.5x of numpy.
@@ -26,10 +26,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    import tfrecog  # noqa: F401
-except ImportError:  # run from a source checkout
-    sys.path.insert(0, str(REPO))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -246,7 +242,7 @@ def main(argv=None):
 
     result = {
         "benchmark": "bench/bench_encoder.py",
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": " ".join(["python -m bench.bench_encoder", *sys.argv[1:]]),
         "model": "VAE(784, 20, hidden_sizes=(500,)) encoder: mean, log_scale",
         "machine": machine(),
         "settings": {

@@ -21,11 +21,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# Every bench script measures the checkout it belongs to, never an installed copy of tfrecog: `python bench/x.py` puts
-# bench/, not the repository, on sys.path, and the first `import tfrecog` (even for the CPU name) would otherwise
-# bind the installed package for the whole run.
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
+# Where the reports go: bench/ holds the code, bench/results/ what it measured.
+RESULTS_DIR = REPO / "bench" / "results"
 
 # The workloads (the same for every framework).
 EVENT_SIZE = 784
@@ -163,8 +160,10 @@ def measure_peak_rss(prepare: Callable[[], Callable[[], object]]):
 
 
 def memory_in_subprocess(framework: str, model: str, samples: int, num_examples: int, timeout: float = 300):
-    """Runs `bench/memory_probe.py` in a fresh interpreter and returns its JSON (or {'error': ...})."""
-    cmd = [sys.executable, str(REPO / "bench" / "memory_probe.py"), framework, model, str(samples), str(num_examples)]
+    """Runs `python -m bench.memory_probe` in a fresh interpreter and returns its JSON (or {'error': ...}).
+
+    It runs from the repository root, so it imports the same tfrecog as the suite that called it."""
+    cmd = [sys.executable, "-m", "bench.memory_probe", framework, model, str(samples), str(num_examples)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:

@@ -1,6 +1,6 @@
 """Peak RSS of one importance-sampled evaluation in a fresh process (so no other framework's memory is counted).
 
-  python bench/memory_probe.py {tfrecog,torch,jax} {vae,sbn} K NUM_TEST_POINTS
+  python -m bench.memory_probe {tfrecog,torch,jax} {vae,sbn} K NUM_TEST_POINTS
 
 Prints one JSON line: RSS before the evaluation (framework imported, model built), peak RSS during it (compilation
 included) and their difference.
@@ -13,9 +13,7 @@ import os
 import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see run.py
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import binary_data, measure_peak_rss  # noqa: E402
+from .common import binary_data, measure_peak_rss  # noqa: E402
 
 
 def main(argv):
@@ -24,11 +22,11 @@ def main(argv):
 
     def prepare():
         if framework == "tfrecog":
-            import tfrecog_bench as module
+            from . import tfrecog_bench as module
         elif framework == "torch":
-            import ref_torch as module
+            from . import ref_torch as module
         elif framework == "jax":
-            import ref_jax as module
+            from . import ref_jax as module
         else:
             raise SystemExit(f"framework must be tfrecog, torch or jax; got {framework!r}")
         return module.memory_work(model_name, samples, x)

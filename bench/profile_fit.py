@@ -1,7 +1,7 @@
 """Where tfrecog's training time goes: `model.fit` against its compiled training step alone (no tf.data, no Keras loop)
 and the jax.jit reference, the candidates taking turns in each timing window (bench/common.py's `interleaved`).
 
-  python bench/profile_fit.py [vae|sbn|dlgm] [--windows 3] [--steps-per-execution 50] [--hlo-dir DIR]
+  python -m bench.profile_fit [vae|sbn|dlgm] [--windows 3] [--steps-per-execution 50] [--hlo-dir DIR]
 
 "fit" is what users run (`model.fit(x, batch_size=100, epochs=n)` after `compile()`); "train_step only" calls the
 model's `train_step` under `tf.function(jit_compile=True)` on a fixed block of S minibatches, so the gap between the
@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import BATCH_SIZE, Candidate, binary_data, interleaved, print_against  # noqa: E402
+from .common import BATCH_SIZE, Candidate, binary_data, interleaved, print_against  # noqa: E402
 
 
 def main(argv=None):
@@ -31,9 +28,9 @@ def main(argv=None):
     parser.add_argument("--hlo-dir", default=None)
     args = parser.parse_args(argv)
 
-    import tfrecog_bench as tb
-
     from tfrecog._tf import tf
+
+    from . import tfrecog_bench as tb
 
     x = binary_data(args.examples, seed=0)
     steps = args.steps_per_execution
@@ -54,7 +51,7 @@ def main(argv=None):
     candidates.append(Candidate("train_step only", step_only, calls_per_epoch * BATCH_SIZE * steps,
                                 "tf.function(train_step, jit_compile=True) on fixed row indices"))
     if args.model in ("vae", "sbn"):
-        import ref_jax as rj
+        from . import ref_jax as rj
 
         candidates.append(rj.training_candidate("jax.jit", args.model, x))
     timings, failed = interleaved(candidates, args.windows, args.window_seconds)

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import (
+
+from .common import (
     BATCH_SIZE,
     EVENT_SIZE,
     LEARNING_RATE,

@@ -15,7 +15,9 @@ import os
 
 import torch
 import torch.nn.functional as F
-from common import (
+from torch import nn
+
+from .common import (
     BATCH_SIZE,
     EVENT_SIZE,
     LEARNING_RATE,
@@ -27,7 +29,6 @@ from common import (
     VAE_LATENT,
     Candidate,
 )
-from torch import nn
 
 torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

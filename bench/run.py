@@ -1,7 +1,7 @@
 """The tfrecog benchmark suite: training, importance-sampled evaluation and encoder inference, against PyTorch and
 JAX references of the same models timed in the same run (interleaved windows), written to Markdown and JSON.
 
-  python bench/run.py [--quick] [--out bench/RESULTS.md] [--profile] [--no-references]
+  python -m bench.run [--quick] [--out bench/results/RESULTS.md] [--profile] [--no-references]
 
 Targets (issue "Speed"): tfrecog training throughput >= 1.0x the fastest reference for every benchmarked model;
 IS evaluation throughput >= 1.0x the fastest reference, with peak memory bounded independently of K.
@@ -24,11 +24,9 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
+from .common import (  # noqa: E402
     BATCH_SIZE,
-    REPO,
+    RESULTS_DIR,
     ROWS_PER_CHUNK,
     Failed,
     binary_data,
@@ -68,7 +66,7 @@ def guarded(name, build):
 
 
 def training_section(settings, refs):
-    import tfrecog_bench as tb
+    from . import tfrecog_bench as tb
 
     x = binary_data(settings["train_examples"], seed=0)
     results = {}
@@ -77,7 +75,7 @@ def training_section(settings, refs):
         candidates = [guarded("tfrecog", lambda m=model_name: tb.training_candidate("tfrecog", m, x))]
         if model_name in ("vae", "sbn"):
             if refs["torch"]:
-                import ref_torch as rt
+                from . import ref_torch as rt
 
                 candidates.append(guarded("torch eager", lambda m=model_name: rt.training_candidate(
                     "torch eager", m, x)))
@@ -85,7 +83,7 @@ def training_section(settings, refs):
                     candidates.append(guarded("torch.compile", lambda m=model_name: rt.training_candidate(
                         "torch.compile", m, x, compile=True)))
             if refs["jax"]:
-                import ref_jax as rj
+                from . import ref_jax as rj
 
                 candidates.append(guarded("jax.jit", lambda m=model_name: rj.training_candidate("jax.jit", m, x)))
         timings, failed = interleaved(candidates, settings["windows"], settings["window_seconds"],
@@ -96,7 +94,7 @@ def training_section(settings, refs):
 
 def profile_section(settings):
     """tfrecog variants (fused-loop length, XLA off, thread settings) to find where training time goes."""
-    import tfrecog_bench as tb
+    from . import tfrecog_bench as tb
 
     x = binary_data(settings["train_examples"], seed=0)
     results = {}
@@ -115,7 +113,7 @@ def profile_section(settings):
 
 
 def evaluation_section(settings, refs):
-    import tfrecog_bench as tb
+    from . import tfrecog_bench as tb
 
     x = binary_data(settings["test_points"], seed=1)
     samples = settings["samples"]
@@ -125,7 +123,7 @@ def evaluation_section(settings, refs):
         candidates = [guarded("tfrecog", lambda m=model_name: tb.evaluation_candidate(
             "tfrecog", m, x, samples, batch_size=len(x)))]
         if refs["torch"]:
-            import ref_torch as rt
+            from . import ref_torch as rt
 
             candidates.append(guarded("torch eager", lambda m=model_name: rt.evaluation_candidate(
                 "torch eager", m, x, samples)))
@@ -133,7 +131,7 @@ def evaluation_section(settings, refs):
                 candidates.append(guarded("torch.compile", lambda m=model_name: rt.evaluation_candidate(
                     "torch.compile", m, x, samples, compile=True)))
         if refs["jax"]:
-            import ref_jax as rj
+            from . import ref_jax as rj
 
             candidates.append(guarded("jax.jit", lambda m=model_name: rj.evaluation_candidate(
                 "jax.jit", m, x, samples)))
@@ -159,9 +157,9 @@ def memory_section(settings, refs):
 
 def encoder_section(settings, refs):
     """bench_encoder.py's candidates and timing windows, plus torch and JAX encoders with the same weights."""
-    import bench_encoder as be
-
     from tfrecog.models import VAE
+
+    from . import bench_encoder as be
 
     model = VAE(784, 20, (500,), seed=0)
     model.build()
@@ -172,7 +170,7 @@ def encoder_section(settings, refs):
         candidates, keep = be.build_candidates(model, Path(folder), onnx_configs)
         candidates.pop("keras eager", None)  # the slowest path, 10x off the others; bench_encoder.py times it
         if refs["torch"]:
-            import ref_torch as rt
+            from . import ref_torch as rt
 
             candidates["torch eager"] = rt.encoder_function(model)
             if settings["torch_compile"]:
@@ -183,7 +181,7 @@ def encoder_section(settings, refs):
                 except Exception as err:  # noqa: BLE001
                     log(f"    torch.compile encoder failed: {err}")
         if refs["jax"]:
-            import ref_jax as rj
+            from . import ref_jax as rj
 
             candidates["jax.jit"] = rj.encoder_function(model)
         agreement = be.check_agreement(candidates, x1000)
@@ -338,7 +336,7 @@ def markdown(results):
     if results.get("encoder"):
         rows = results["encoder"]
         lines += ["", "## Encoder inference (VAE 784-500-20: posterior mean and log-scale)", "",
-                  "bench/bench_encoder.py's candidates and timing windows, plus torch and JAX encoders with the same "
+                  "bench.bench_encoder's candidates and timing windows, plus torch and JAX encoders with the same "
                   f"weights. Batch-1 latency: median of {s['latency_calls']} calls per window; batch-1000: "
                   f"{s['throughput_calls']} calls per window.", "",
                   "| candidate | batch-1 latency, us | batch-1000, examples/s |", "|---|---|---|"]
@@ -396,7 +394,7 @@ def settings_for(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test of every section (~1 minute)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"),
+    parser.add_argument("--out", default=str(RESULTS_DIR / "RESULTS.md"),
                         help="Markdown report; the JSON goes beside it (RESULTS.md -> results.json)")
     parser.add_argument("--json", default=None, help="JSON results path (default: --out with .json)")
     parser.add_argument("--windows", type=int, default=None, help="timing windows per table")
@@ -409,11 +407,11 @@ def main(argv=None):
     settings = settings_for(args)
     refs = {"torch": False, "jax": False} if args.no_references else references_available()
     if refs["torch"]:
-        import ref_torch  # sets torch's thread count to the cores available
+        from . import ref_torch  # sets torch's thread count to the cores available
 
         settings["torch_threads"] = ref_torch.torch.get_num_threads()
     started = time.perf_counter()
-    results = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    results = {"command": " ".join(["python -m bench.run", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                "machine": machine_info(), "settings": settings, "references": refs, "errors": []}
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     steps = [("training", lambda: training_section(settings, refs)),

@@ -4,22 +4,14 @@ loop of `compile()`'s defaults) and evaluated by `tfrecog.evaluate.log_likelihoo
 
 from __future__ import annotations
 
-import sys
-
-from common import (
+from .common import (
     BATCH_SIZE,
     EVENT_SIZE,
     LEARNING_RATE,
-    REPO,
     ROWS_PER_CHUNK,
     Candidate,
     build_tfrecog_model,
 )
-
-# Measure the checkout these scripts belong to, not whatever tfrecog is installed (running `python bench/run.py` puts
-# bench/, not the repository, on sys.path, so an installed copy would otherwise be timed instead of the source tree).
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def vae():

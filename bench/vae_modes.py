@@ -1,6 +1,6 @@
 """Training throughput of the paper VAE (784-500-20, tanh, SGVB-B, batch 100) under each execution mode of `fit`.
 
-Usage: python bench/vae_modes.py [--epochs 5] [--out bench/vae_modes.json]
+Usage: python -m bench.vae_modes [--epochs 5] [--out bench/results/vae_modes.json]
 Modes: eager; tf.function (graph); XLA, one update per call; tf.function with 50 updates per call (fused loop);
 XLA with 50 updates per call (tfrecog's default). Data: the 4,000 statically binarized digits of the embedded
 MNIST subset, repeated to 20,000 rows so an epoch is long enough to time. Reports examples/s per epoch:
@@ -63,7 +63,7 @@ def main():
     report = {"machine": f"{cpu}, {tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op "
                          f"threads, {__import__('os').cpu_count()} cores",
               "tensorflow": tf.__version__, "keras": keras.__version__, "results": results,
-              "command": "python bench/vae_modes.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+              "command": "python -m bench.vae_modes " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
                                                                  vars(args).items() if v is not None)}
     if args.out:
         tfrecog.io.write_json(args.out, report)

@@ -1,22 +1,19 @@
 """Milliseconds per call of the pieces of the SBN's importance-sampled evaluation under XLA:CPU, one chunk of
 20,000 rows (1,000 samples x 20 test points): the matmuls, the Bernoulli log-densities and the random draws by
 each stateless generator (the seed is an argument of the compiled function, as in the library's steps, where it is
-computed from the update counter). This is the measurement behind `tfrecog.layers.random` (bench/SPEED_NOTES.md,
+computed from the update counter). This is the measurement behind `tfrecog.layers.random` (bench/results/SPEED_NOTES.md,
 round 3).
 
-  python bench/xla_ops.py [--rows 20000] [--repeats 5]
+  python -m bench.xla_ops [--rows 20000] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None):

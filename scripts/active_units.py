@@ -7,13 +7,8 @@ active and the mean analytic KL(q || p) per digit.
 Usage: TFRECOG_DATA_DIR=../shared/data python scripts/active_units.py NAME_OR_RUN [--split valid] [--limit 2000]
 """
 
-import sys  # noqa: I001
-from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
+import sys
 
 import numpy as np
 

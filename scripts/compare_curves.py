@@ -3,11 +3,8 @@
 Usage: python scripts/compare_curves.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 """
 
-import sys  # noqa: I001
+import sys
 from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 

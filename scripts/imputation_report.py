@@ -20,15 +20,11 @@ Usage:
 
 from __future__ import annotations
 
-import sys  # noqa: I001
-from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
 import shlex
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 

@@ -3,11 +3,7 @@
 Usage: python scripts/publish_zoo.py RUN_DIR NAME [--samples 5000] [--description ...] [--version 2]
 """
 
-import sys  # noqa: I001
-from pathlib import Path
 
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import json

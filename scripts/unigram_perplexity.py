@@ -4,11 +4,7 @@ frequencies (add-one smoothed), p(doc) = prod_w p_w^{x_w}; the same per-document
 Usage: TFRECOG_DATA_DIR=../shared/data python scripts/unigram_perplexity.py
 """
 
-import sys  # noqa: I001
-from pathlib import Path
 
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -96,3 +97,62 @@ def test_train_split_options_reach_the_recipe(tmp_path):
     assert not (run / "checkpoints" / "best.weights.h5").exists()
     assert (run / "checkpoints" / "last.weights.h5").exists()
     assert cli.main(["evaluate", str(run), "--samples", "5", "--limit", "20"]) == 0
+
+
+@pytest.mark.parametrize("command", ["compare", "plot-embedding", "diagnose"])
+def test_help_of_the_maintainer_commands(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: tfrecog {command}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Run folders of two VAEs and an SBN trained for one epoch on the embedded MNIST subset (without XLA, which
+    would take longer to compile than to train)."""
+    from tfrecog import training
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {"a": root / "a", "b": root / "b", "sbn": root / "sbn"}
+    for name, family, seed, model in [("a", "vae", 0, {"latent_size": 2, "hidden_sizes": [16]}),
+                                      ("b", "vae", 1, {"latent_size": 3, "hidden_sizes": [16]}),
+                                      ("sbn", "sbn", 0, {"latent_sizes": [4]})]:
+        config = training.default_config(family, "mnist5k", model=model, epochs=1, seed=seed, jit_compile=False)
+        training.train(config, runs[name], verbose=0)
+    return runs
+
+
+def test_compare_is_the_paired_difference_of_the_evaluator(tiny_runs, capsys):
+    a, b = str(tiny_runs["a"]), str(tiny_runs["b"])
+    assert cli.main(["compare", a, a, "--samples", "10", "--limit", "50"]) == 0
+    assert f"{a} - {a}: 0.00 +- 0.00 nats per example (paired, K=10, mnist5k test, n=50)" in capsys.readouterr().out
+    assert cli.main(["compare", a, b, "--samples", "10", "--limit", "50", "--seed", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # the difference of the two printed estimates (each a mean over the same 50 examples), to their rounding
+    (ll_a, se_a), (ll_b, _) = (map(float, re.search(r"log p\(x\) ~= (\S+) \+- (\S+)", line).groups())
+                               for line in lines[:2])
+    mean, stderr = map(float, re.search(rf"{re.escape(a)} - {re.escape(b)}: (\S+) \+- (\S+) nats", lines[2]).groups())
+    assert abs(mean - (ll_a - ll_b)) <= 0.006
+    assert 0 < stderr < se_a  # pairing removes the spread between examples
+
+
+def test_plot_embedding_and_diagnose_on_runs(tiny_runs, tmp_path, capsys):
+    from tfrecog import io
+
+    out = tmp_path / "embedding.png"
+    assert cli.main(["plot-embedding", str(tiny_runs["a"]), "--limit", "200", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and f"wrote {out}" in capsys.readouterr().out
+    report = tmp_path / "variance.json"
+    assert cli.main(["diagnose", str(tiny_runs["sbn"]), "--estimators", "nvil", "--repeats", "4", "--batch", "8",
+                     "--out", str(report)]) == 0
+    assert "| nvil | + variance normalisation" in capsys.readouterr().out
+    saved = io.read_json(report)
+    assert [row["estimator"] for row in saved["results"]] == ["nvil"] and saved["batch"] == 8
+    assert saved["results"][0]["trace_ratio"] == 1.0 and saved["command"].startswith("tfrecog diagnose ")
+    for argv, expected in [(["diagnose", str(tiny_runs["sbn"]), "--estimators", "bogus"], "unknown estimator(s) bogus"),
+                           (["diagnose", str(tiny_runs["a"]), "--repeats", "2"], "need an SBN or fDARN"),
+                           (["compare", str(tiny_runs["a"]), "no-such-model"], "no zoo model named")]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err

@@ -225,6 +225,63 @@ def cmd_zoo(args):
         zoo.reproduce(_need_name(args), run_dir=args.run, data_dir=args.data_dir, max_seconds=args.max_seconds)
 
 
+def cmd_compare(args):
+    from tfrecog import evaluate, training
+
+    (model_a, config_a, a), (model_b, config_b, b) = _load(args.a), _load(args.b)
+    same = ("dataset", "binarize")
+    if any(config_a.get(k) != config_b.get(k) for k in same):
+        raise ValueError(f"{a} and {b} must be trained on the same data to be compared; got "
+                         f"{ {k: config_a.get(k) for k in same} } and { {k: config_b.get(k) for k in same} }")
+    split = args.split or config_a["test_split"]
+    x = training.evaluation_data(config_a, split, data_dir=args.data_dir, limit=args.limit, seed=args.seed)
+    results = [evaluate.log_likelihood(m, x, samples=args.samples, batch_size=args.batch_size, seed=args.seed)
+               for m in (model_a, model_b)]  # the same examples, binarization and seed for both
+    for name, result in zip((a, b), results, strict=True):
+        print(f"{name}: {result}")
+    mean, stderr = evaluate.paired_difference(*results)
+    print(f"{a} - {b}: {mean:.2f} +- {stderr:.2f} nats per example "
+          f"(paired, K={args.samples}, {config_a['dataset']} {split}, n={len(x)})")
+
+
+def cmd_plot_embedding(args):
+    from tfrecog import data as data_lib
+    from tfrecog import plots, training
+
+    model, config, label = _load(args.run)
+    split = args.split or config["test_split"]
+    x = training.evaluation_data(config, split, data_dir=args.data_dir, limit=args.limit)
+    labels = data_lib.load(config["dataset"], split, data_dir=args.data_dir, binarize=config.get("binarize")).y
+    labels = None if labels is None else labels[: len(x)]
+    out = Path(args.out or (Path(args.run) / "embedding.png" if Path(args.run).exists() else "embedding.png"))
+    plots.latent_embedding(model, x, labels, out, title=f"{Path(label).name}: {split} posterior means E[z|x]")
+    print(f"wrote {out}")
+
+
+def cmd_diagnose(args):
+    import shlex
+
+    import numpy as np
+
+    from tfrecog import diagnostics, io, training
+
+    model, config, label = _load(args.run)
+    split = args.split or config["test_split"]
+    x = training.evaluation_data(config, split, data_dir=args.data_dir)
+    rows = np.sort(np.random.default_rng(args.seed).permutation(len(x))[: args.batch])  # one fixed minibatch
+    estimators = [name.strip() for name in args.estimators.split(",")] if args.estimators else None
+    report = diagnostics.nvil_variance_report(model, x[rows], estimators, repeats=args.repeats)
+    print(f"{label}: recognition-gradient variance on {len(rows)} {split} examples, R={args.repeats}")
+    print(diagnostics.format_report(report))
+    if args.out:
+        options = [("--estimators", args.estimators), ("--repeats", args.repeats), ("--batch", args.batch),
+                   ("--split", args.split), ("--seed", args.seed), ("--out", args.out)]
+        command = " ".join(["tfrecog diagnose", shlex.quote(args.run)]
+                           + [f"{flag} {shlex.quote(str(value))}" for flag, value in options if value is not None])
+        io.write_json(args.out, {"command": command, "model": label, "split": split, **report})
+        print(f"wrote {args.out}")
+
+
 def _need_name(args):
     if not args.name:
         raise ValueError(f"`tfrecog zoo {args.action}` needs a model NAME (see `tfrecog zoo list`)")
@@ -325,6 +382,37 @@ def build_parser():
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("compare", help="paired difference of two models' log-likelihoods on the same examples")
+    p.add_argument("a", help="run folder or zoo name")
+    p.add_argument("b", help="run folder or zoo name (trained on the same dataset)")
+    p.add_argument("--samples", type=int, default=1000, help="K, importance samples per example")
+    p.add_argument("--split", help="default: the recipe's test split")
+    p.add_argument("--limit", type=int, help="compare on the first N examples only")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot-embedding", help="posterior means of a split coloured by label (2-D, or top 2 PCs)")
+    p.add_argument("run", help="run folder or zoo name")
+    p.add_argument("--out", help="figure path (default RUN/embedding.png, or embedding.png for a zoo name)")
+    p.add_argument("--split", help="default: the recipe's test split")
+    p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_plot_embedding)
+
+    p = sub.add_parser("diagnose", help="variance of the recognition-gradient estimators of an SBN/fDARN")
+    p.add_argument("run", help="run folder or zoo name of an NVIL-trained SBN or fDARN")
+    p.add_argument("--estimators", help="comma-separated names from tfrecog.diagnostics.ESTIMATORS (default: the "
+                   "NVIL ablation reinforce,reinforce+local,reinforce+local+baselines,nvil)")
+    p.add_argument("--repeats", type=int, default=200, help="R, independent single-sample estimates")
+    p.add_argument("--batch", type=int, default=100, help="examples in the fixed minibatch")
+    p.add_argument("--split", help="default: the recipe's test split")
+    p.add_argument("--out", help="also write the report as JSON here")
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0, help="picks the minibatch")
+    p.set_defaults(func=cmd_diagnose)
     return parser
 
 

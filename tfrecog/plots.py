@@ -1,4 +1,5 @@
-"""Figures: sample and reconstruction grids, 2-D embeddings coloured by label, learning curves.
+"""Figures: sample and reconstruction grids, 2-D embeddings of posterior means coloured by label, learning
+curves.
 
 Everything renders with matplotlib's Agg backend and is written atomically.
 """
@@ -98,6 +99,34 @@ def embed_2d(means):
     centred = means - means.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     return centred @ vt[:2].T, ("PC 1 of E[z|x]", "PC 2 of E[z|x]")
+
+
+def posterior_means(model, x, batch_size: int = 1000) -> np.ndarray:
+    """E_q[h | x] of every example, [N, sum of latent sizes] (float64): the model's call, which returns the mean of
+    q(h_1 | x), or for a layered DLGM the layers' means [mu_1, ..., mu_L] concatenated."""
+    x = model.check_input(x)
+    parts = []
+    for start in range(0, len(x), batch_size):
+        means = model(x[start : start + batch_size])
+        if isinstance(means, (list, tuple)):
+            means = np.concatenate([np.asarray(m) for m in means], axis=-1)
+        parts.append(np.asarray(means, np.float64))
+    return np.concatenate(parts)
+
+
+def latent_embedding(model, x, labels, path, title: str = "posterior means E[z|x]") -> np.ndarray:
+    """Plots the posterior means of x in two dimensions, coloured by `labels` (or one colour for None), and
+    returns the [N, 2] points drawn.
+
+    The points are the means m_n = E_q[h | x_n] themselves when the latent space has two dimensions, otherwise
+    their projection on the top two principal components, (m_n - mean_n m_n) V_2, with V_2 the two leading right
+    singular vectors of the centred means (`embed_2d`); Rezende et al. (2014), Figure 3b.
+    """
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"labels must have one entry per example ({len(x)}); got {len(labels)}")
+    points, axis_labels = embed_2d(posterior_means(model, x))
+    embedding(points, labels, path, title=title, axis_labels=axis_labels)
+    return points
 
 
 def read_history(path):

@@ -1,0 +1,52 @@
+"""The documentation: generated pages match the cards and benchmark results, the README stays short, and every
+command the README and docs/ quote exists (a `tfrecog` subcommand, a bench module or a script)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfrecog import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_generated_docs_are_current():
+    """`python scripts/make_docs.py --check` (no TensorFlow import) finds nothing to rewrite."""
+    done = subprocess.run([sys.executable, "scripts/make_docs.py", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_readme_is_short_and_links_its_pages():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    for target in re.findall(r"\]\((docs/[\w.-]+\.md)", readme):
+        assert (ROOT / target).exists(), target
+    assert "pip install . && tfrecog quickstart" in readme and 'pip install ".[test]" && python -m pytest -q' in readme
+
+
+def _subcommands():
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return set(action.choices)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_quoted_command_exists(page):
+    text = page.read_text()
+    known = _subcommands()
+    code = "\n".join(re.findall(r"```\w*\n(.*?)```", text, flags=re.S))
+    # `tfrecog NAME` quoted in the text, or at the start of a line of a code block
+    names = re.findall(r"`(?:\w+=\S+ )?tfrecog ([a-z][a-z-]*)", text) + re.findall(r"^tfrecog ([a-z][a-z-]*)", code,
+                                                                                   flags=re.M)
+    assert names or page.parent.name == "bench" or page.name in ("zoo.md", "speed.md")
+    for name in names:
+        assert name in known, f"{page.name}: `tfrecog {name}` is not a command ({sorted(known)})"
+    for name in re.findall(r"python -m bench\.([a-z_]+)", text):  # (NAME is a placeholder)
+        assert (ROOT / "bench" / f"{name}.py").exists(), f"{page.name}: no bench/{name}.py"
+    for name in re.findall(r"scripts/([a-z_]+\.(?:py|sh))", text):
+        assert (ROOT / "scripts" / name).exists(), f"{page.name}: no scripts/{name}"
