@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 HAVE_REFERENCES = all(importlib.util.find_spec(name) is not None for name in ("torch", "jax", "optax"))
 
 
+@pytest.mark.slow  # a benchmark smoke test: minutes of timed training (python -m pytest -m slow)
 def test_quick_suite_writes_every_row(tmp_path):
     out = tmp_path / "RESULTS.md"
     # run from the repository root, as bench/README.md says, with the reports redirected out of bench/results/

@@ -1,15 +1,14 @@
 """Tests of tfrecog.export: Keras vs SavedModel vs ONNX Runtime parity, metadata, errors and atomic writes.
 
-Parity tolerance: |a - b| <= 1e-5 * max(1, |reference|), i.e. 1e-5 max absolute difference for outputs of order
-one (all posterior means and log-scales here) and 1e-5 relative beyond. All three run float32 dense layers and
-differ only in the order of float32 summation inside the matmuls and in exp/tanh kernels: a few float32 ulps
-(2^-24 ~ 6e-8 relative) times the sqrt(784) terms of a sum, ~1e-6 of the output's size. An absolute 1e-5 alone
+Parity tolerance: |a - b| <= TOLERANCE * max(1, |reference|) with TOLERANCE = 3e-5 (5e-5 for fDARN's
+autoregressive visible layer; see the constants below), i.e. an absolute bound for outputs of order one (posterior
+means and log-scales) and a relative one beyond. All three run float32 dense layers and differ only in the order of
+float32 summation inside the matmuls and in exp/tanh kernels: a few float32 ulps (2^-24 ~ 6e-8 relative) times the
+sqrt(n) of the n terms of a sum, measured up to 1.2e-5 relative on the deepest zoo model. An absolute bound alone
 cannot hold for a sample of size ~100 (one float32 ulp of 100 is 7.6e-6), hence the relative part. A real error
 (a dropped bias, a wrong weight) changes outputs by ~1e-2 and more.
 """
 
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -39,18 +38,12 @@ runtime = tfrecog_runtime
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Model factories: one line per family. Families still being written are skipped until they exist.
+# Model factories: one line per family. Every family exists and implements the export protocol.
 
 
 def family(name: str, module: str):
-    cls = getattr(tfrecog.models, name, None)
-    if cls is None:
-        try:
-            cls = getattr(importlib.import_module(f"tfrecog.models.{module}"), name)
-        except (ImportError, AttributeError):
-            pytest.skip(f"tfrecog.models has no {name} yet")
-    if not hasattr(cls, "export_outputs"):
-        pytest.skip(f"{name} does not implement the export protocol yet")
+    cls = getattr(tfrecog.models, name)
+    assert hasattr(cls, "export_outputs"), f"{name} does not implement the export protocol"
     return cls
 
 
@@ -181,20 +174,20 @@ def test_decoder_parity(exported, batch):
 def test_encoder_parity_real_data(exported):
     if exported.model.event_size == 560:
         try:  # Frey faces: the 200 held-out faces (needs the data folder)
-            from conftest import real_data_dir
+            from conftest import data_unavailable, real_data_dir
 
             x = tfrecog.data.load("frey_faces", "test", data_dir=real_data_dir()).x
         except tfrecog.data.DatasetError as err:
-            pytest.skip(f"frey_faces unavailable: {err}")
+            data_unavailable(f"frey_faces unavailable: {err}")
         check_encoder_parity(exported, x)
         return
     if exported.model.event_size == 1995:
         try:  # 20 Newsgroups word counts: the first 1000 test documents (needs the data folder)
-            from conftest import real_data_dir
+            from conftest import data_unavailable, real_data_dir
 
             x = tfrecog.data.load("20news", "test", data_dir=real_data_dir()).x[:1000]
         except tfrecog.data.DatasetError as err:
-            pytest.skip(f"20news unavailable: {err}")
+            data_unavailable(f"20news unavailable: {err}")
         check_encoder_parity(exported, x)
         return
     try:

@@ -161,6 +161,11 @@ def test_baselines_reduce_the_variance_of_the_recognition_gradient():
     normalized = variance(all_on)
     # With 200 estimates the relative error of a variance is about sqrt(2 / 199) ~ 10%; the ratios are far below 1.
     assert baselines / plain < 0.25, (plain, baselines)
-    assert normalized <= baselines * 1.05, (baselines, normalized)
+    # The same seeds give the same draws under every setting, so normalisation divides layer i's recognition
+    # gradient by max(1, sqrt(v_i)) exactly and its variance by max(1, v_i): a normalisation that does nothing fails.
+    factors = np.maximum(1.0, state.variance.numpy())
+    assert factors.min() > 1.5, factors  # the running variance is large enough for normalisation to act
+    assert baselines / factors.max() * 0.999 <= normalized <= baselines / factors.min() * 1.001, (
+        baselines, normalized, factors)
     print(f"recognition-gradient variance: plain {plain:.4g}, baselines {baselines:.4g} "
           f"(ratio {baselines / plain:.4f}), + normalisation {normalized:.4g} (ratio {normalized / plain:.4f})")

@@ -1,7 +1,8 @@
 """Tests of tfrecog_runtime (export/tfrecog_runtime/): loading, input checks, batching, threads, no TensorFlow import.
 
-The runtime and Keras agree to float32 round-off; parity at 1e-5 for every family is in test_export.py. Here
-runtime results are compared with the runtime itself (exactly, or to 1e-6 where the batch split changes).
+The runtime and Keras agree to float32 round-off; parity within 3e-5 (5e-5 for fDARN's visible layer), relative
+beyond magnitude one, for every family is in test_export.py. Here runtime results are compared with the runtime
+itself (exactly, or to 1e-6 where the batch split changes).
 """
 
 import os

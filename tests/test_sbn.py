@@ -252,6 +252,7 @@ def synthetic_binary(n=400, d=12, seed=0):
     (dict(latent_sizes=[4], autoregressive_visible=True, autoregressive_posterior=True), False),
     (dict(latent_sizes=[4], estimator="wake_sleep"), False),
 ])
+@pytest.mark.slow  # trains to a target (the bound must rise by a nat)
 def test_fit_improves_the_bound(extra, jit):
     x = synthetic_binary()
     model = SBN(event_size=12, **extra, seed=0)

@@ -4,11 +4,13 @@ import shutil
 import numpy as np
 import pytest
 
-from tfrecog import data, zoo
+from tfrecog import zoo
 from tfrecog._tf import keras
-from tfrecog.evaluate import log_likelihood
+from tfrecog.models import LatentVariableModel
 
 NAMES = zoo.list()
+# Test-split sizes (README, "Data"): a card scored on part of the split fails.
+TEST_SIZES = {"binarized_mnist": 10_000, "frey_faces": 200, "20news": 7_487}
 
 
 def test_zoo_has_cards_and_every_card_is_complete():
@@ -20,7 +22,10 @@ def test_zoo_has_cards_and_every_card_is_complete():
         assert set(card["training"]) >= {"wall_seconds", "hardware", "commit", "epochs"}
         ll = card["metrics"]["test_log_likelihood"]
         assert ll["samples"] >= 1000 and ll["num_examples"] > 0 and ll["stderr"] > 0
-        assert card["metrics"]["test_elbo"]["value"] <= ll["value"] + 3 * ll["stderr"]
+        # The headline numbers are on the whole test split, at the K their command names.
+        assert ll["num_examples"] == TEST_SIZES[card["dataset"]["name"]], (card["name"], ll["num_examples"])
+        assert f"--samples {ll['samples']}" in ll["command"], (card["name"], ll["command"])
+        assert card["metrics"]["test_elbo"]["samples_per_example"] == ll["samples"]
 
 
 def test_all_weights_together_stay_compact():
@@ -41,20 +46,6 @@ def test_entry_loads_encodes_samples_and_roundtrips(name, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(x), model(x))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_recorded_metric_matches_a_fast_reevaluation(name, data_dir):
-    card = zoo.info(name)
-    model = zoo.load(name, compile=False)
-    ds = card["dataset"]
-    test = data.load(ds["name"], ds["test_split"], data_dir=data_dir, binarize=ds.get("binarize"))
-    subset = test.x[:200]
-    fast = log_likelihood(model, subset, samples=100, seed=0)
-    recorded = card["metrics"]["check"]
-    # A 200-example subset of the 1000 in the card's check differs by sampling (4 of its standard errors) and
-    # K=100 instead of 1000 lowers the estimate by at most a few nats for these models: a wide, fixed-seed check.
-    assert abs(fast.log_likelihood - recorded["value"]) < 4 * fast.stderr + 3.0
 
 
 def test_unknown_name_lists_close_matches():
@@ -79,7 +70,8 @@ def private_zoo(tmp_path, monkeypatch):
 
 def test_altered_truncated_or_missing_weights_are_refused(private_zoo):
     name, weights, card = private_zoo
-    assert zoo.load(name) is not None
+    model = zoo.load(name)
+    assert isinstance(model, LatentVariableModel) and model.get_config()["event_size"] == card["config"]["event_size"]
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     weights.write_bytes(bytes(blob))
