@@ -55,7 +55,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-learn"],
+        "test": ["pytest>=8", "scikit-learn", "hypothesis>=6"],
         "runtime": ["onnxruntime", "numpy"],
         "bench": ["torch==2.13.0", "jax", "jaxlib", "optax"],
     },

@@ -23,7 +23,7 @@ RUNTIME = REPO / "export" / "tfrecog_runtime"
 # Bottom first. A module may import from its own layer and the layers below it. Patterns match module names.
 LAYERS = [
     ("foundation: TensorFlow set-up, files, version", ["tfrecog._tf", "tfrecog.io", "tfrecog.version",
-                                                       "tfrecog.estimates"]),
+                                                       "tfrecog.estimates", "tfrecog.checks"]),
     ("building blocks: datasets, layers, estimators", ["tfrecog.data", "tfrecog.layers", "tfrecog.layers.*",
                                                       "tfrecog.estimators", "tfrecog.estimators.*"]),
     ("the fused training loop", ["tfrecog.models.trainer"]),
@@ -32,7 +32,7 @@ LAYERS = [
                                            "tfrecog.models"]),
     ("tools on a model: evaluation, imputation, figures", ["tfrecog.annealing", "tfrecog.diagnostics",
                                                            "tfrecog.evaluate", "tfrecog.impute", "tfrecog.plots"]),
-    ("run folders: training from a recipe", ["tfrecog.training"]),
+    ("run folders: checkpoints, training from a recipe", ["tfrecog.checkpoints", "tfrecog.training"]),
     ("the zoo and export", ["tfrecog.zoo", "tfrecog.export"]),
     ("loading by run folder or zoo name", ["tfrecog.loader"]),
     ("entry points", ["tfrecog.quickstart", "tfrecog.cli", "tfrecog.__main__", "tfrecog"]),

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tfrecog import io, loader, training
+from tfrecog import checkpoints, io, loader, training
 from tfrecog._tf import keras
 
 
@@ -16,7 +16,8 @@ def test_run_folder_layout_and_resume(tmp_path):
     run = tmp_path / "run"
     model, state = training.train(tiny_config(), run, verbose=0)
     assert state["epoch"] == 2
-    for name in ("config.json", "history.csv", "checkpoints/last.weights.h5", "checkpoints/state.json", "logs"):
+    for name in ("config.json", "history.csv", "checkpoints/ckpt-000001/last.weights.h5",
+                 "checkpoints/ckpt-000001/state.json", "logs"):
         assert (run / name).exists(), name
     config = io.read_json(run / "config.json")
     assert config["model"]["event_size"] == 784 and config["family"] == "vae"
@@ -44,7 +45,7 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     # A time budget stops training mid-way (as a killed session would), leaving a checkpoint behind.
     _, state = training.train(config, run, verbose=0, max_seconds=3)
     assert 0 < state["epoch"] < 1000
-    saved = io.read_json(run / "checkpoints" / "state.json")
+    saved = training.run_state(run)
     assert saved["epoch"] == state["epoch"] and saved["wall_seconds"] > 0
     # Rows logged after the last checkpoint (a killed process) are dropped on resume, so epochs never repeat.
     with open(run / "history.csv", "a") as f:
@@ -59,8 +60,8 @@ def test_best_checkpoint_tracks_validation(tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(valid_split="test")
     training.train(config, run, verbose=0)
-    state = io.read_json(run / "checkpoints" / "state.json")
-    assert "best_val_elbo" in state and (run / "checkpoints" / "best.weights.h5").exists()
+    state = training.run_state(run)
+    assert "best_val_elbo" in state and checkpoints.latest(run / "checkpoints").best.exists()
     model, loaded_config = training.load_run(run)
     assert loaded_config["dataset"] == "mnist5k"
     result = training.evaluate_run(run, samples=5, limit=50, progress=False)
@@ -108,15 +109,17 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 def test_divergence_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path):
     run = tmp_path / "run"
     model, state = training.train(tiny_config(), run, verbose=0)
-    saved = (run / "checkpoints" / "last.weights.h5").read_bytes()
-    callback = training.RunCheckpoint(run, dict(state), every_seconds=0)
+    newest = checkpoints.latest(run / "checkpoints")
+    saved = newest.last.read_bytes()
+    callback = training.RunCheckpoint(run, dict(state), every_seconds=0, previous=newest)
     callback.set_model(model)
     with pytest.warns(RuntimeWarning, match="training loss is nan at epoch 3: stopped"):
         callback.on_epoch_end(2, {"loss": float("nan"), "val_elbo": float("nan")})
     callback.on_train_end()
     assert model.stop_training
-    assert (run / "checkpoints" / "last.weights.h5").read_bytes() == saved  # not overwritten by NaN weights
-    assert io.read_json(run / "checkpoints" / "state.json")["diverged_at_epoch"] == 3
+    newest = checkpoints.latest(run / "checkpoints")
+    assert newest.last.read_bytes() == saved  # not overwritten by NaN weights
+    assert training.run_state(run)["diverged_at_epoch"] == 3
 
 
 def _weights_and_averages(model):
@@ -193,7 +196,7 @@ def test_select_by_picks_the_best_checkpoint_by_that_validation_metric(tmp_path,
     assert state["best_epoch"] == int(np.argmax(values)) + 1
     assert state["best_val_iwae_bound"] == pytest.approx(max(values), rel=1e-6)
     assert "best_val_elbo" not in state
-    assert (run / "checkpoints" / "best.weights.h5").exists()
+    assert checkpoints.latest(run / "checkpoints").best.exists()
     (tmp_path / "zoo" / "weights").mkdir(parents=True)
     monkeypatch.setattr(zoo, "zoo_dir", lambda: tmp_path / "zoo")
     card = io.read_json(zoo.publish(run, "tiny-iwae", evaluate=False))

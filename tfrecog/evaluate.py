@@ -10,6 +10,7 @@ import weakref
 
 import numpy as np
 
+from tfrecog import checks
 from tfrecog._tf import tf
 from tfrecog.annealing import (  # AIS, BDMC and the inference gaps live there (it does not import this module)
     BDMC,
@@ -107,9 +108,10 @@ def log_likelihood(
       `LogLikelihood` with the mean over examples of log p(x) and of the ELBO, their standard errors
       (std / sqrt(N)) and the per-example values.
     """
-    if int(samples) < 1:
-        raise ValueError(f"samples must be >= 1; got {samples!r}")
-    samples = int(samples)
+    samples = checks.integer(samples, "samples", 1, checks.LIMITS["samples"])
+    batch_size = checks.integer(batch_size, "batch_size", 1, checks.LIMITS["batch_size"])
+    rows_per_chunk = checks.integer(rows_per_chunk, "rows_per_chunk", 1)
+    seed = checks.integer(seed, "seed", 0, checks.LIMITS["seed"])
     chunk = max(1, min(samples, int(rows_per_chunk) // batch_size))
     if hasattr(data, "x") and hasattr(data, "split"):
         data = data.x
@@ -128,13 +130,19 @@ def log_likelihood(
 
         total = math.ceil(len(data) / batch_size) if isinstance(data, np.ndarray) else None
         iterator = tqdm(batches, total=total, desc=f"log p(x), K={samples}", unit="batch")
-    for index, batch in enumerate(iterator):
-        n = len(batch)
-        if n < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
-        ll, elbo = estimate(tf.constant(batch, tf.float32), tf.constant([seed, index], tf.int32))
-        values.append(ll.numpy()[:n])
-        elbos.append(elbo.numpy()[:n])
+    try:
+        for index, batch in enumerate(iterator):
+            n = len(batch)
+            if n < batch_size:
+                batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
+            ll, elbo = estimate(tf.constant(batch, tf.float32), tf.constant([seed, index], tf.int32))
+            values.append(ll.numpy()[:n])
+            elbos.append(elbo.numpy()[:n])
+    finally:
+        if progress:
+            iterator.close()  # Ctrl-C leaves a finished bar line, not a half-drawn one
+    if not values:
+        raise ValueError("log_likelihood needs at least one example; got none")
     values = np.concatenate(values).astype(np.float64)
     elbos = np.concatenate(elbos).astype(np.float64)
     if not np.isfinite(values).all():

@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from tfrecog import io
+from tfrecog import checks, io
 from tfrecog._tf import tf
 
 __all__ = ["impute", "imputation_error", "missing_at_random", "missing_square", "plot_imputation"]
@@ -85,9 +85,7 @@ def impute(
     observed = mask.astype(bool)
     if not np.isfinite(x[observed]).all():
         raise ValueError("x contains NaN or inf at observed entries (mask == 1); expected finite values there")
-    if int(steps) < 0:
-        raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
-    steps = int(steps)
+    steps = checks.integer(steps, "steps", 0, checks.LIMITS["steps"])
     rng = np.random.default_rng(seed)
     bernoulli = getattr(model, "likelihood", None) == "bernoulli"
     if isinstance(init, str) and init == "noise":

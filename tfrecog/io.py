@@ -40,6 +40,11 @@ def atomic_path(path, suffix: str | None = None):
                 raise
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        if err.filename in (tmp, str(tmp)) and err.errno is not None:
+            # Name the file the user asked for, not the temporary one (which is removed below).
+            raise OSError(err.errno, f"cannot write {path}: {err.strerror}", str(path)) from err
+        raise
     finally:
         for leftover in (tmp, old):
             if os.path.isdir(leftover):

@@ -1,12 +1,14 @@
 """Run folders: train a model from a plain-data recipe, checkpoint atomically, resume, evaluate.
 
-A run folder holds `config.json`, `checkpoints/{last,best}.weights.h5` with `state.json`, `history.csv`,
-TensorBoard `logs/`, `metrics.json` and plots. Training again on the same folder resumes from its last checkpoint.
+A run folder holds `config.json`, `checkpoints/ckpt-NNNNNN/` (weights and state as one unit, see
+`tfrecog.checkpoints`), `history.csv`, TensorBoard `logs/`, `metrics.json` and plots. Training again on the same
+folder resumes from its last good checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 import warnings
@@ -14,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tfrecog import checkpoints, checks, io, models
 from tfrecog import data as data_lib
-from tfrecog import io, models
 from tfrecog._tf import keras
 
 __all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
-           "load_run", "train"]
+           "load_run", "read_config", "run_state", "train"]
 
 
 class RunError(ValueError):
@@ -98,15 +100,17 @@ def compile_for_recipe(model, config: dict):
 
 class RunCheckpoint(keras.callbacks.Callback):
     """Saves `last` (and `best`: the highest validation value of `select_by`, the ELBO by default) weights with
-    optimizer state, atomically, at most every `every_seconds` and at the end; keeps the epoch count, the
-    accumulated wall time and `best_val_<select_by>` / `best_epoch` in `state.json`; stops training once
-    `max_seconds` of this call have passed."""
+    optimizer state at most every `every_seconds` and at the end, as one checkpoint folder with the epoch count, the
+    accumulated wall time and `best_val_<select_by>` / `best_epoch` (`tfrecog.checkpoints.publish`: one atomic
+    rename, the last two kept); stops training once `max_seconds` of this call have passed. `previous` is the
+    checkpoint the run resumed from."""
 
     def __init__(self, run_dir: Path, state: dict, every_seconds: float = 60, max_seconds: float | None = None,
-                 select_by: str = "elbo"):
+                 select_by: str = "elbo", previous: checkpoints.Checkpoint | None = None):
         super().__init__()
         self.dir = Path(run_dir) / "checkpoints"
         self.state = state
+        self.previous = previous
         self.monitor = f"val_{select_by}"  # a validation log of `fit`, higher is better
         self.best_key = f"best_val_{select_by}"
         self.every_seconds = every_seconds
@@ -118,23 +122,26 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.diverged_at = None
 
     def _save(self, logs):
-        self.state["epoch"] = self._epoch
-        self.state["wall_seconds"] = self._wall_at_start + (time.time() - self._start)
-        self.state["updates"] = int(self.model.optimizer.iterations.numpy())
+        state = dict(self.state)
+        state["epoch"] = self._epoch
+        state["wall_seconds"] = self._wall_at_start + (time.time() - self._start)
+        state["updates"] = int(self.model.optimizer.iterations.numpy())
+        val = (logs or {}).get(self.monitor)
+        improved = val is not None and np.isfinite(val) and val > state.get(self.best_key, -np.inf)
+        if improved:
+            state[self.best_key] = float(val)
+            state["best_epoch"] = self._epoch
         ema = _uses_ema(self.model)
         if ema:
             _swap_ema(self.model)  # the files hold the averaged weights in the model, the training ones in the slots
         try:
-            io.save_weights(self.model, self.dir / "last.weights.h5")
-            val = (logs or {}).get(self.monitor)
-            if val is not None and np.isfinite(val) and val > self.state.get(self.best_key, -np.inf):
-                self.state[self.best_key] = float(val)
-                self.state["best_epoch"] = self._epoch
-                io.save_weights(self.model, self.dir / "best.weights.h5")
+            write = lambda path: self.model.save_weights(str(path))  # noqa: E731
+            self.previous = checkpoints.publish(self.dir, state, write, write if improved else None, self.previous)
         finally:
             if ema:
                 _swap_ema(self.model)
-        io.write_json(self.dir / "state.json", self.state)
+        self.state.clear()
+        self.state.update({k: v for k, v in self.previous.state.items() if k != "files"})
         self._last_save = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -144,7 +151,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             # Diverged: keep the last finite checkpoint (never overwrite it with NaN weights) and stop, saying so.
             self.diverged_at = epoch + 1
             self.state["diverged_at_epoch"] = epoch + 1
-            io.write_json(self.dir / "state.json", self.state)
+            if self.previous is not None:
+                self.previous = checkpoints.update_state(self.previous, self.state)
             self.model.stop_training = True
             warnings.warn(f"training loss is {loss} at epoch {epoch + 1}: stopped; the checkpoints keep the last "
                           f"finite weights (epoch {self.state.get('epoch', 0)}), lower the learning rate to go on",
@@ -167,8 +175,55 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.diverged_at is not None:
             return  # the weights in memory are not finite; the saved checkpoints are the last good ones
-        if self.state.get("epoch") != self._epoch or not (self.dir / "last.weights.h5").exists():
+        if self.state.get("epoch") != self._epoch or self.previous is None:
             self._save({})
+
+
+CONFIG_KEYS = {"family": str, "model": dict, "dataset": str, "train_split": str, "test_split": str,
+               "optimizer": dict, "batch_size": int, "epochs": int}
+
+
+def read_config(path) -> dict:
+    """A run folder's `config.json` (its recipe), checked: a JSON object with the keys `train` needs, of their types.
+
+    Raises RunError naming the file, the fault and what to do.
+    """
+    path = Path(path)
+    advice = ("it is the run's recipe: restore it from a backup (`tfrecog zoo show NAME` prints a zoo model's), "
+              "or start a new run folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: is not UTF-8 text (expected the JSON recipe); {advice}") from None
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); {advice}"
+                       ) from None
+    except OSError as err:
+        raise RunError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path}: expected a JSON object (the recipe), got {type(config).__name__}; {advice}")
+    for key, kind in CONFIG_KEYS.items():
+        value = config.get(key)
+        if key not in config or not isinstance(value, kind) or isinstance(value, bool):
+            raise RunError(f"{path}: expected {key!r} of type {kind.__name__}, got {value!r}"[:200] + f"; {advice}")
+    if config["family"] not in models.FAMILIES:
+        raise RunError(f"{path}: unknown family {config['family']!r}, expected one of "
+                       f"{', '.join(models.FAMILIES)}; {advice}")
+    for key in ("batch_size", "epochs"):
+        if config[key] < (1 if key == "batch_size" else 0):
+            raise RunError(f"{path}: expected {key!r} a positive integer, got {config[key]!r}; {advice}")
+    return config
+
+
+def _restore(model, checkpoint: checkpoints.Checkpoint, path: Path | None = None):
+    """Loads a checkpoint's weights (`path`, default its last) into a compiled, built model."""
+    path = path or checkpoint.last
+    try:
+        model.load_weights(str(path))
+    except Exception as err:  # noqa: BLE001 - h5py and Keras raise many types for a damaged or foreign file
+        raise checkpoints.CheckpointError(
+            f"{path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+            "restore the run folder from a backup, or start a new run folder") from None
 
 
 def _load_split(config, split, data_dir):
@@ -193,7 +248,7 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if config_path.exists():
-        saved = io.read_json(config_path)
+        saved = read_config(config_path)
         if config is not None:
             differ = [k for k in config if k not in ("epochs", "max_seconds") and config[k] != saved.get(k)]
             if differ:
@@ -204,8 +259,12 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         raise RunError(f"run folder {run_dir} has no config.json; give a recipe to start a new run")
     config = copy.deepcopy(config)
     if epochs is not None:
-        config["epochs"] = int(epochs)
+        config["epochs"] = checks.integer(epochs, "epochs", 1, checks.LIMITS["epochs"])
+    if max_seconds is not None:
+        max_seconds = checks.number(max_seconds, "max_seconds", 0.0, checks.LIMITS["seconds"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.cleanup(run_dir)  # temporary files of a write interrupted by a kill
+    checkpoint = checkpoints.latest(run_dir / "checkpoints")  # before anything is written: a damaged folder stops here
     io.write_json(config_path, config)
 
     train_split = _load_split(config, config["train_split"], data_dir)
@@ -218,29 +277,36 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     model = build_model(config, train_split.event_size)
     compile_for_recipe(model, config)
 
-    state_path = run_dir / "checkpoints" / "state.json"
-    state = io.read_json(state_path) if state_path.exists() else {"epoch": 0, "wall_seconds": 0.0}
-    last = run_dir / "checkpoints" / "last.weights.h5"
-    if last.exists():
-        model.load_weights(str(last))
+    state = {"epoch": 0, "wall_seconds": 0.0}
+    if checkpoint is not None:
+        state = {k: v for k, v in checkpoint.state.items() if k != "files"}
+        _restore(model, checkpoint)
+        updates = int(model.optimizer.iterations.numpy())
+        if state.get("updates") is not None and updates != state["updates"]:
+            raise checkpoints.CheckpointError(
+                f"{checkpoint.last}: holds {updates} updates but its state.json records {state['updates']} (epoch "
+                f"{state['epoch']}): weights and state were written apart (an older tfrecog killed between them); "
+                "restore the run folder from a backup, or start a new run folder")
     if state["epoch"] >= config["epochs"]:
         return model, state  # with Polyak averaging, the model holds the average (as `fit` leaves it)
-    if last.exists() and _uses_ema(model):
+    if checkpoint is not None and _uses_ema(model):
         _swap_ema(model)  # train on from the training weights, the average back in its slots (RunCheckpoint._save)
     commit = io.git_commit()
     if not state.setdefault("commits", []) or state["commits"][-1] != commit:
         state["commits"].append(commit)  # every commit whose code trained this run, oldest first
 
-    _truncate_history(run_dir / "history.csv", state["epoch"])
+    checkpoints.repair_history(run_dir / "history.csv", state["epoch"])
     budget = max_seconds if max_seconds is not None else config.get("max_seconds")
     # Polyak averaging (optimizer `use_ema`): validation sees the averaged weights (Keras's SwapEMAWeights), so do
     # `best` and `last` (RunCheckpoint), and `fit` leaves them in the model at its end.
     ema = [keras.callbacks.SwapEMAWeights()] if _uses_ema(model) else []
+    # history.csv's row of an epoch is written before its checkpoint: a kill between the two leaves a row past the
+    # checkpoint, which the next start drops (checkpoints.repair_history), never a checkpoint without its row.
     callbacks = [
         *ema,
-        RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget,
-                      config.get("select_by", "elbo")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget,
+                      config.get("select_by", "elbo"), previous=checkpoint),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
         *(callbacks or []),
     ]
@@ -275,34 +341,34 @@ def _swap_ema(model):
         average.assign(value)
 
 
-def _truncate_history(path: Path, epochs: int):
-    """Drops history rows of epochs after the last checkpoint (trained, then lost when the run was stopped)."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    kept = [lines[0]] + [row for row in lines[1:] if row and int(row.split(",", 1)[0]) < epochs]
-    if len(kept) != len(lines):
-        io.write_text(path, "\n".join(kept) + "\n")
-
-
 def load_run(run_dir, which: str = "best"):
     """The model of a run folder with its `best` (falling back to `last`) or `last` weights."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise RunError(f"{run_dir} is not a run folder: expected {run_dir / 'config.json'} (made by `tfrecog train`)")
-    config = io.read_json(run_dir / "config.json")
-    candidates = ["best", "last"] if which == "best" else [which]
-    for name in candidates:
-        path = run_dir / "checkpoints" / f"{name}.weights.h5"
-        if path.exists():
-            break
-    else:
-        raise RunError(f"run folder {run_dir} has no checkpoint: expected checkpoints/{which}.weights.h5")
+    if which not in ("best", "last"):
+        raise RunError(f"which must be 'best' or 'last'; got {which!r}")
+    config = read_config(run_dir / "config.json")
+    checkpoint = checkpoints.latest(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise RunError(f"run folder {run_dir} has no checkpoint yet: train it first (`tfrecog train ... --run "
+                       f"{run_dir}` resumes it)")
+    path = checkpoint.best if which == "best" and checkpoint.best is not None else checkpoint.last
     event_size = config["model"].get("event_size") or _load_split(config, config["test_split"], None).event_size
     model = build_model(config, event_size)
     compile_for_recipe(model, config)
-    model.load_weights(str(path))
+    _restore(model, checkpoint, path)
     return model, config
+
+
+def run_state(run_dir) -> dict:
+    """The training state (epoch, updates, wall_seconds, best_val_*, commits) of a run folder's newest good
+    checkpoint."""
+    checkpoint = checkpoints.latest(Path(run_dir) / "checkpoints")
+    if checkpoint is None:
+        raise RunError(f"run folder {run_dir} has no checkpoint yet: train it first")
+    return {k: v for k, v in checkpoint.state.items() if k != "files"}
+
 
 
 def evaluation_data(config: dict, split: str | None = None, data_dir=None, limit: int | None = None,
@@ -322,13 +388,17 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     from tfrecog.evaluate import log_likelihood
 
     run_dir = Path(run_dir)
+    samples = checks.integer(samples, "samples", 1, checks.LIMITS["samples"])
+    batch_size = checks.integer(batch_size, "batch_size", 1, checks.LIMITS["batch_size"])
+    if limit is not None:
+        limit = checks.integer(limit, "limit", 1, checks.LIMITS["limit"])
     model, config = load_run(run_dir, which)
     split = split or config["test_split"]
     x = evaluation_data(config, split, data_dir, limit, seed)
+    metrics_path = run_dir / "metrics.json"
+    metrics = _read_metrics(metrics_path)  # a damaged file stops here, before the long evaluation
     t0 = time.time()
     result = log_likelihood(model, x, samples=samples, batch_size=batch_size, seed=seed, progress=progress)
-    metrics_path = run_dir / "metrics.json"
-    metrics = io.read_json(metrics_path) if metrics_path.exists() else {}
     extra = {}
     if config["model"].get("likelihood") == "categorical":
         from tfrecog.evaluate import perplexity
@@ -346,6 +416,22 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
     }
     io.write_json(metrics_path, metrics)
     return result
+
+
+def _read_metrics(path: Path) -> dict:
+    """A run folder's metrics.json (results by name), or {} where there is none yet; RunError when damaged."""
+    if not path.exists():
+        return {}
+    advice = "move it aside (evaluate writes a new one) or restore it from a backup"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: is not UTF-8 text (expected JSON results); {advice}") from None
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: is not valid JSON ({err.msg} at line {err.lineno}); {advice}") from None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path}: expected a JSON object of results, got {type(metrics).__name__}; {advice}")
+    return metrics
 
 
 def epochs_for_updates(updates: int, num_examples: int, batch_size: int) -> int:

@@ -253,7 +253,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
     weights_file = f"{name}.weights.h5"
     target = zoo_dir() / "weights" / weights_file
     io.save_weights(model, target)
-    state = io.read_json(run_dir / "checkpoints" / "state.json")
+    state = training.run_state(run_dir)
     card_path = zoo_dir() / f"{name}.json"
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
     metrics = dict(old.get("metrics", {}))

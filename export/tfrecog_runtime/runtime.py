@@ -121,24 +121,31 @@ class Encoder:
         raw = session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in raw:
             raise InputError(f"{where} has no tfrecog metadata; expected a file written by tfrecog.export")
-        self.metadata: dict = json.loads(raw[METADATA_KEY])
+        self.metadata: dict = _parse_metadata(raw[METADATA_KEY], where)
         meta = self.metadata
         inputs = meta.get("inputs") or {meta["input_name"]: meta["input_size"]}
-        self.inputs: dict[str, int] = {name: int(size) for name, size in inputs.items()}
+        self.inputs: dict[str, int] = dict(inputs)
         self.input_name: str = next(iter(self.inputs))
         self.input_size: int = self.inputs[self.input_name]
-        self.noise_inputs: dict[str, int] = {k: int(v) for k, v in meta.get("noise_inputs", {}).items()}
+        self.noise_inputs: dict[str, int] = dict(meta.get("noise_inputs") or {})
         self.output_names: list[str] = list(meta["output_names"])
-        self.sample_outputs: list[str] = list(meta.get("sample_outputs", []))
-        self.input_domain: str = meta.get("input_domain", "real")
-        self.kind: str = meta.get("kind", "encoder")
-        batch = meta.get("batch_size")
-        self.fixed_batch_size: int | None = None if batch is None else int(batch)
+        self.sample_outputs: list[str] = list(meta.get("sample_outputs") or [])
+        self.input_domain: str = meta.get("input_domain") or "real"
+        self.kind: str = meta.get("kind") or "encoder"
+        self.fixed_batch_size: int | None = meta.get("batch_size")
         graph_inputs = sorted(i.name for i in session.get_inputs())
         if graph_inputs != sorted([*self.inputs, *self.noise_inputs]):
             raise InputError(
                 f"{where}: metadata names inputs {[*self.inputs, *self.noise_inputs]}, the graph has {graph_inputs}"
             )
+        for graph_input in session.get_inputs():
+            width = graph_input.shape[-1] if graph_input.shape else None
+            size = {**self.inputs, **self.noise_inputs}[graph_input.name]
+            if isinstance(width, int) and width != size:
+                raise InputError(f"{where}: metadata gives input {graph_input.name!r} size {size}, the graph {width}")
+        graph_outputs = sorted(o.name for o in session.get_outputs())
+        if sorted(self.output_names) != graph_outputs:
+            raise InputError(f"{where}: metadata names outputs {self.output_names}, the graph has {graph_outputs}")
         self._parameter_outputs = [n for n in self.output_names if n not in self.sample_outputs]
         self._preprocessing = meta.get("preprocessing")
         self._output_widths = {o.name: o.shape[-1] for o in session.get_outputs()}
@@ -225,6 +232,64 @@ class Encoder:
             name: _check_array(value[name], name if what == "input" else f"{what}[{name!r}]", size, finite)
             for name, size in spec.items()
         }
+
+
+DOMAINS = ("real", "binary", "unit_interval", "nonnegative")
+KINDS = ("encoder", "decoder")
+
+
+def _parse_metadata(text, where: str) -> dict:
+    """The tfrecog metadata of an exported file, checked: a JSON object with `output_names` (a non-empty list of
+    names), `inputs` {name: size >= 1} (or `input_name` and `input_size`), and where present `noise_inputs`
+    {name: size >= 1}, `sample_outputs` (names among output_names), `input_domain` (one of DOMAINS), `kind` (one of
+    KINDS), `batch_size` (null or >= 1), `preprocessing` (text). Raises InputError saying which key is wrong."""
+    expected = "expected the JSON object written by tfrecog.export (re-export the model)"
+    try:
+        meta = json.loads(text)
+    except (TypeError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(f"{where}: its tfrecog metadata is not valid JSON ({str(err)[:80]}); {expected}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: its tfrecog metadata is a JSON {type(meta).__name__}; {expected}")
+
+    def bad(key, what):
+        got = repr(meta.get(key)) if key in meta else "nothing"
+        return InputError(f"{where}: tfrecog metadata key {key!r} must be {what}; got {got[:80]}; {expected}")
+
+    def name(value):
+        return isinstance(value, str) and value != ""
+
+    def size(value):
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1
+
+    def sizes(value):
+        return isinstance(value, dict) and all(name(k) and size(v) for k, v in value.items())
+
+    if meta.get("inputs") is not None:
+        if not (sizes(meta["inputs"]) and meta["inputs"]):
+            raise bad("inputs", "a non-empty object {name: size >= 1}")
+    else:
+        if not name(meta.get("input_name")):
+            raise bad("input_name", "a name (or 'inputs' an object {name: size})")
+        if not size(meta.get("input_size")):
+            raise bad("input_size", "an integer >= 1")
+    if meta.get("noise_inputs") is not None and not sizes(meta["noise_inputs"]):
+        raise bad("noise_inputs", "an object {name: size >= 1}")
+    outputs = meta.get("output_names")
+    distinct = isinstance(outputs, list) and len(set(map(repr, outputs))) == len(outputs)
+    if not (distinct and outputs and all(name(o) for o in outputs)):
+        raise bad("output_names", "a non-empty list of distinct names")
+    samples = meta.get("sample_outputs")
+    if samples is not None and not (isinstance(samples, list) and all(name(o) and o in outputs for o in samples)):
+        raise bad("sample_outputs", "a list of names among output_names")
+    if meta.get("input_domain") is not None and meta["input_domain"] not in DOMAINS:
+        raise bad("input_domain", f"one of {', '.join(DOMAINS)}")
+    if meta.get("kind") is not None and meta["kind"] not in KINDS:
+        raise bad("kind", f"one of {', '.join(KINDS)}")
+    if meta.get("batch_size") is not None and not size(meta["batch_size"]):
+        raise bad("batch_size", "null (dynamic) or an integer >= 1")
+    if meta.get("preprocessing") is not None and not isinstance(meta["preprocessing"], str):
+        raise bad("preprocessing", "text")
+    return meta
 
 
 def _check_array(value, what: str, size: int, finite: bool = True) -> np.ndarray:
