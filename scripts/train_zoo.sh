@@ -45,6 +45,10 @@ case "$name" in
     tfrecog train "$family" --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
       --set latent_sizes="$sizes" --set autoregressive_posterior=true --estimator nvil --lr 3e-4 \
       --baseline-lr 3e-3 --verbose 2 "$@" ;;
+  sbn-bmnist-200-200-200-vimco)  # VIMCO (Mnih & Rezende 2016), K=50 samples per digit, best checkpoint by the bound
+    tfrecog train sbn --dataset binarized_mnist --data-dir "$data" --run "$runs"/"$name" --epochs 3000 \
+      --set latent_sizes=[200,200,200] --estimator vimco --samples 50 --lr 3e-4 --select-by iwae_bound \
+      --verbose 2 "$@" ;;
   fdarn-bmnist-200)
     tfrecog train fdarn --dataset binarized_mnist --data-dir "$data" --run "$runs"/fdarn-bmnist-200 --epochs 3000 \
       --set latent_sizes=[200] --estimator nvil --lr 3e-4 --baseline-lr 3e-3 --verbose 2 "$@" ;;

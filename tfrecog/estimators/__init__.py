@@ -31,9 +31,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from tfrecog.estimators.disarm import disarm
 from tfrecog.estimators.iwae import iwae
 from tfrecog.estimators.nvil import NVILState, nvil, nvil_objective, nvil_train_update
+from tfrecog.estimators.rws import rws
 from tfrecog.estimators.sgvb import sgvb
+from tfrecog.estimators.vimco import vimco
 from tfrecog.estimators.wake_sleep import wake_sleep
 
 REPARAMETERISED = ("vae", "dlgm")  # families with continuous, reparameterised latents
@@ -48,6 +51,7 @@ class Estimator:
     families: tuple[str, ...]
     train_update: Callable | None = None
     kl_weight: bool = False
+    min_samples: int = 1  # the fewest samples per example it is defined for (leave-one-out, normalised weights)
 
 
 def _sgvb_a(model, x, seed, num_samples: int = 1, kl_weight=1.0):
@@ -65,12 +69,28 @@ def _wake_sleep(model, x, seed, num_samples: int = 1):
     return wake_sleep(model, x, seed)
 
 
+def _rws_sleep(model, x, seed, num_samples: int = 5):
+    """Reweighted wake-sleep with the sleep-phase q update (`rws`)."""
+    return rws(model, x, seed, num_samples, q_update="sleep")
+
+
+def _rws_wake_sleep(model, x, seed, num_samples: int = 5):
+    """Reweighted wake-sleep with both q updates, wake and sleep (`rws`)."""
+    return rws(model, x, seed, num_samples, q_update="wake+sleep")
+
+
 ESTIMATORS = {estimator.name: estimator for estimator in (
     Estimator("sgvb_a", _sgvb_a, REPARAMETERISED, kl_weight=True),
     Estimator("sgvb_b", _sgvb_b, REPARAMETERISED, kl_weight=True),
     Estimator("iwae", iwae, REPARAMETERISED),
     Estimator("wake_sleep", _wake_sleep, (*REPARAMETERISED, "sbn")),
     Estimator("nvil", nvil_objective, ("sbn",), train_update=nvil_train_update),
+    # Score-function and antithetic estimators for binary latents: their samples carry no gradient.
+    Estimator("vimco", vimco, ("sbn",), min_samples=2),
+    Estimator("rws", rws, ("sbn",), min_samples=2),
+    Estimator("rws_sleep", _rws_sleep, ("sbn",), min_samples=2),
+    Estimator("rws_wake_sleep", _rws_wake_sleep, ("sbn",), min_samples=2),
+    Estimator("disarm", disarm, ("sbn",)),
 )}
 
 
@@ -86,5 +106,14 @@ def get(name: str, family: str | None = None) -> Estimator:
     return estimator
 
 
-__all__ = ["ESTIMATORS", "Estimator", "NVILState", "get", "iwae", "nvil", "nvil_objective", "nvil_train_update",
-           "sgvb", "wake_sleep"]
+def check(name: str, family: str, num_samples: int) -> Estimator:
+    """`get(name, family)`, and K = `num_samples` at least the estimator's `min_samples`: the construction-time check
+    of a model's estimator, as one-line errors."""
+    estimator = get(name, family)
+    if int(num_samples) < estimator.min_samples:
+        raise ValueError(f"estimator {name!r} needs num_samples >= {estimator.min_samples}; got {num_samples}")
+    return estimator
+
+
+__all__ = ["ESTIMATORS", "Estimator", "NVILState", "check", "disarm", "get", "iwae", "nvil", "nvil_objective",
+           "nvil_train_update", "rws", "sgvb", "vimco", "wake_sleep"]

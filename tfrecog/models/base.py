@@ -64,7 +64,8 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         self.event_size = int(event_size)
         self.likelihood = likelihood
         self.estimator = estimator
-        estimators.get(estimator, self.family)  # a clear error now, not at the first fit, for a bad estimator
+        # A clear error now, not at the first fit, for an unknown estimator, one the family lacks, or too few samples.
+        estimators.check(estimator, self.family, num_samples)
         self.num_samples = int(num_samples)
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)

@@ -12,6 +12,10 @@ from tfrecog.layers.masked import MaskedDense
 from tfrecog.layers.mlp import MLP, initializer
 from tfrecog.models.base import LatentVariableModel, sample_blocks
 
+# A training step holds about K x (D + sum of latent sizes) float32 activations per example per sample path (DisARM
+# draws L + 1 paths), plus VIMCO's K x K leave-one-out table; a K whose share exceeds this bound per example (16 MiB,
+# so 1.6 GiB per set of activations for a minibatch of 100) is refused at construction.
+MAX_TRAINING_BYTES_PER_EXAMPLE = 16 * 2**20
 # `log_importance_weights` scores the K x B samples in blocks of about this many rows (see there).
 SCORING_BLOCK_ROWS = 1024
 
@@ -179,8 +183,10 @@ class SBN(LatentVariableModel):
       event_size: D (784 for MNIST; the vocabulary size for documents).
       latent_sizes: sizes of the latent layers, bottom (nearest x) first, 1 to 3 layers, e.g. (200, 200, 200).
       likelihood: 'bernoulli' (binary pixels) or 'categorical' (word counts).
-      estimator: 'nvil' (default) or 'wake_sleep'.
-      num_samples: samples of h per example in a training step.
+      estimator: 'nvil' (default), 'wake_sleep', or from `tfrecog.estimators`: 'vimco', 'rws' (wake-phase q
+        update), 'rws_sleep', 'rws_wake_sleep', 'disarm' (factorial q only).
+      num_samples: samples of h per example in a training step (K >= 2 for 'vimco' and the 'rws' variants; K
+        antithetic pairs for 'disarm'); bounded by `MAX_TRAINING_BYTES_PER_EXAMPLE`.
       autoregressive_prior: fDARN: autoregressive connections within every latent layer of p.
       autoregressive_visible: fDARN: autoregressive connections within the visible layer ('bernoulli' only).
       autoregressive_posterior: autoregressive connections within every layer of q.
@@ -235,6 +241,16 @@ class SBN(LatentVariableModel):
         sizes = tuple(int(s) for s in latent_sizes)
         if not 1 <= len(sizes) <= 3 or min(sizes) < 1:
             raise ValueError(f"latent_sizes must list 1 to 3 positive layer sizes (bottom first); got {latent_sizes!r}")
+        if estimator == "disarm" and autoregressive_posterior:
+            raise ValueError("estimator 'disarm' needs factorial recognition layers; expected "
+                             "autoregressive_posterior=False")
+        k = int(num_samples)
+        paths = len(sizes) + 1 if estimator == "disarm" else 1
+        step_bytes = 4 * (k * (int(event_size) + sum(sizes)) * paths + (k * k if estimator == "vimco" else 0))
+        if step_bytes > MAX_TRAINING_BYTES_PER_EXAMPLE:
+            raise ValueError(f"num_samples={k} needs {step_bytes / 2**20:.0f} MiB of activations per example for "
+                             f"{estimator!r}; expected at most {MAX_TRAINING_BYTES_PER_EXAMPLE // 2**20} MiB "
+                             "(tfrecog.models.sbn.MAX_TRAINING_BYTES_PER_EXAMPLE): use a smaller num_samples")
         if autoregressive_visible and likelihood != "bernoulli":
             raise ValueError("autoregressive_visible needs likelihood='bernoulli' (word counts are exchangeable)")
         if not 0.0 <= float(signal_decay) < 1.0:
