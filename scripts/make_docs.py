@@ -109,9 +109,12 @@ def _card_section(card: dict) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in p.items() if k != "perplexity" and not isinstance(v, (dict, list)))
         lines.append(f"- **test perplexity** {p['perplexity']:.1f}" + (f" ({extra})" if extra else ""))
     check = m["check"]
+    subset = check.get("indices", f"the first {check['num_examples']} test examples")
+    command = check.get("command", "python scripts/publish_zoo.py")
+    spread = f", Monte-Carlo sd of the mean {check['mc_variance'] ** 0.5:.3f}" if "mc_variance" in check else ""
     lines.append(f"- **check** (what `tfrecog zoo verify {card['name']} --metrics` re-computes): "
-                 f"{check['value']:.2f} ± {check['stderr']:.2f} (K={check['samples']}, the first "
-                 f"{check['num_examples']} test examples, seed {check['seed']})")
+                 f"{check['value']:.2f} ± {check['stderr']:.2f} (K={check['samples']}, {check['num_examples']} "
+                 f"examples: {subset}, seed {check['seed']}{spread}; `{command}`)")
     paper = card.get("paper") or {}
     lines.append(f"- **paper** {_paper(card)}" + (f"; {paper['note']}" if paper.get("note") else ""))
     best = f", best epoch {t['best_epoch']}" if t.get("best_epoch") is not None else ""

@@ -5,21 +5,17 @@ Usage: TFRECOG_DATA_DIR=../shared/data python scripts/refresh_checks.py [NAME ..
 
 Only `metrics.check` changes: the card's weights (checksum-verified) are scored with `tfrecog.zoo._check_entry`
 (every s-th test example, K=100, seed 0, the Monte-Carlo variance of the mean from split halves of the draws), and
-the command is recorded on the card. The cards written are this checkout's `zoo/*.json`.
+the command is recorded on the card. The cards written are this checkout's `zoo/*.json` (run it from the checkout
+whose tfrecog is installed, `pip install -e .`).
 
 --calibrate writes nothing: it scores the check subset with 8 seeds and prints the standard deviation of the mean
 across seeds next to the two per-seed estimates of it (split halves, delta method), averaged over the seeds.
 """
 
-import sys  # noqa: I001
-from pathlib import Path
-
-# This checkout's tfrecog and zoo/, not an installed copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
 import json
 import time
+from pathlib import Path
 
 from tfrecog import data, io, zoo
 

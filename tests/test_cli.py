@@ -157,9 +157,12 @@ def test_plot_embedding_and_diagnose_on_runs(tiny_runs, tmp_path, capsys):
     saved = io.read_json(report)
     assert [row["estimator"] for row in saved["results"]] == ["nvil"] and saved["batch"] == 8
     assert saved["results"][0]["trace_ratio"] == 1.0 and saved["command"].startswith("tfrecog diagnose ")
-    for argv, expected in [(["diagnose", str(tiny_runs["sbn"]), "--estimators", "bogus"], "unknown estimator(s) bogus"),
-                           (["diagnose", str(tiny_runs["a"]), "--repeats", "2"], "need an SBN or fDARN"),
-                           (["compare", str(tiny_runs["a"]), "no-such-model"], "no zoo model named")]:
-        assert cli.main(argv) == 2
+    # Exit status 2 for a usage error (a bad argument), 1 for a failure such as a model that does not exist.
+    for argv, expected, status in [
+        (["diagnose", str(tiny_runs["sbn"]), "--estimators", "bogus"], "unknown estimator(s) bogus", 2),
+        (["diagnose", str(tiny_runs["a"]), "--repeats", "2"], "need an SBN or fDARN", 2),
+        (["compare", str(tiny_runs["a"]), "no-such-model"], "no zoo model named", 1),
+    ]:
+        assert cli.main(argv) == status
         err = capsys.readouterr().err.strip()
         assert expected in err and len(err.splitlines()) == 1, err

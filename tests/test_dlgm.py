@@ -69,7 +69,7 @@ def test_config_round_trip(settings):
         (dict(likelihood="categorical"), "DLGM likelihood must be"),
         (dict(mean_activation="relu"), "mean_activation must be"),
         (dict(observation_scale="fixed"), "observation_scale must be one of"),
-        (dict(estimator="nvil"), "unknown estimator"),
+        (dict(estimator="nvil"), "dlgm models support the estimators sgvb_a"),
     ],
 )
 def test_bad_arguments_have_clear_errors(settings, message):
@@ -410,10 +410,19 @@ def test_top_down_kl_is_analytic_per_layer_given_the_layers_above():
     np.testing.assert_allclose(
         kl_mc.numpy(), tf.reduce_mean(log_q - model.prior().log_prob(xi), axis=0).numpy(), rtol=1e-5, atol=1e-5
     )
-    # with many samples the two agree (same expectation)
-    _, kl_many = model.sample_posterior_and_kl(x, 4000, seed, analytic_kl=False)
-    _, kl_exact_many = model.sample_posterior_and_kl(x, 4000, seed)
-    np.testing.assert_allclose(kl_many.numpy(), kl_exact_many.numpy(), atol=0.15)
+    # The two have the same expectation: per sample s, d_s = log q(xi_s) - log p(xi_s) - [KL(q_2 || p_2) +
+    # KL(q_1(. | h_2,s) || p_1)] has mean 0 under q. Its Monte-Carlo mean over S = 4000 samples lies within 4
+    # standard errors (std(d) / sqrt(S), per example) of 0; the terms are heavy-tailed, so a fixed window would be
+    # either loose or flaky.
+    many = 4000
+    xi_many, log_q_many = model.sample_posterior(x, many, seed)
+    _, dists_many, _ = model._posterior_pass(x, lambda layer, q: xi_many[layer])
+    analytic = tfd.kl_divergence(dists_many[1], standard[1]) + tfd.kl_divergence(dists_many[0], standard[0])
+    d = (log_q_many - model.prior().log_prob(xi_many) - analytic).numpy()  # [S, B]
+    se = d.std(axis=0, ddof=1) / np.sqrt(many)
+    assert np.all(np.abs(d.mean(axis=0)) < 4 * se), (d.mean(axis=0), se)
+    _, kl_exact_many = model.sample_posterior_and_kl(x, many, seed)
+    np.testing.assert_allclose(kl_exact_many.numpy(), analytic.numpy().mean(axis=0), rtol=1e-4, atol=1e-4)
 
 
 def test_top_down_mean_path_embedding_and_export_sample():

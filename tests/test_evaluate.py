@@ -130,7 +130,7 @@ def test_dataset_and_split_inputs(factor_model):
 def test_bad_arguments(factor_model):
     x, params, _ = factor_model
     model = LinearGaussian(params["loading"], params["mean"], params["noise_variance"])
-    with pytest.raises(ValueError, match="samples must be >= 1"):
+    with pytest.raises(ValueError, match="samples must be an integer >= 1"):
         log_likelihood(model, x, samples=0)
     with pytest.raises(ValueError, match=r"shape \[N, 6\]"):
         log_likelihood(model, x[:, :3], samples=2)

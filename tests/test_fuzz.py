@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import import_runtime
+import tfrecog_runtime as runtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tfrecog import checkpoints, cli, data, training
+from tfrecog import checkpoints, cli, data, models, training
 from tfrecog.checks import LIMITS
 
 FUZZ = settings(deadline=2000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -273,7 +273,7 @@ def test_fuzz_run_config(text):
         return
     for key, kind in training.CONFIG_KEYS.items():
         assert isinstance(config[key], kind) and not isinstance(config[key], bool)
-    assert config["family"] in training.FAMILIES and config["batch_size"] >= 1 and config["epochs"] >= 0
+    assert config["family"] in models.FAMILIES and config["batch_size"] >= 1 and config["epochs"] >= 0
 
 
 _ROWS = st.one_of(
@@ -352,7 +352,6 @@ def test_fuzz_checkpoint_choice(damages):
 # ---------------------------------------------------------------------------------------------------------------
 # Runtime: 100 metadata documents, 150 inputs
 
-runtime = import_runtime()
 GOOD_META = {"kind": "encoder", "inputs": {"x": 3}, "input_name": "x", "input_size": 3, "output_names": ["mean"],
              "sample_outputs": [], "input_domain": "binary", "batch_size": None}
 

@@ -40,7 +40,7 @@ def test_bad_input_names_the_shapes():
 
 
 def test_evaluate_run_reports_perplexity_for_documents(tmp_path, data_dir):
-    from tfrecog import data, io, training
+    from tfrecog import checkpoints, data, io, training
 
     config = training.default_config("fdarn", "20news", model={"latent_sizes": [8]}, epochs=1)
     assert config["model"]["autoregressive_visible"] is False  # words are exchangeable
@@ -49,13 +49,16 @@ def test_evaluate_run_reports_perplexity_for_documents(tmp_path, data_dir):
     result = training.evaluate_run(run, samples=4, limit=30, data_dir=data_dir, progress=False)
     recorded = io.read_json(run / "metrics.json")["test_K4_n30"]
     assert recorded["perplexity"] == pytest.approx(result.perplexity)
-    # With the observation weights at zero, p(word | h) = 1/V for every h, so log p(doc) = -N_d log V exactly
-    # (every importance weight is p(x)) and the perplexity of any documents is the vocabulary size V = 1995: the
-    # whole path (document lengths, per-document averaging, the exp) must give it to float32 accuracy.
+    # With every weight of p and q at zero, p(word | h) = 1/V for every h and q(h | x) = p(h) = Bernoulli(1/2) per
+    # unit, so every importance weight p(x, h) / q(h | x) is p(x) = V^-N_d exactly: log p(doc) = -N_d log V and the
+    # perplexity of any documents is the vocabulary size V = 1995. The whole path (checkpoint, document lengths,
+    # per-document averaging, the exp) must give it to float32 accuracy.
     model, _ = training.load_run(run)
-    for v in model.observation_layer.trainable_variables:
+    for v in [*model.generative_variables, *model.recognition_variables]:
         v.assign(np.zeros(v.shape, np.float32))
-    model.save_weights(str(run / "checkpoints" / "best.weights.h5"))
+    previous = checkpoints.latest(run / "checkpoints")
+    save = lambda path: model.save_weights(str(path))  # noqa: E731
+    checkpoints.publish(run / "checkpoints", previous.state, save, save, previous)  # the run's newest checkpoint
     uniform = training.evaluate_run(run, samples=4, limit=30, data_dir=data_dir, progress=False)
     assert uniform.perplexity == pytest.approx(1995, rel=1e-5)
     lengths = data.load("20news", "test", data_dir=data_dir).x[:30].sum(axis=1)

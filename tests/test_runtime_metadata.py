@@ -5,9 +5,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import import_runtime
-
-runtime = import_runtime()
+import tfrecog_runtime as runtime
 
 GOOD = {"kind": "encoder", "inputs": {"x": 2}, "input_name": "x", "input_size": 2, "output_names": ["mean"],
         "sample_outputs": [], "input_domain": "real", "batch_size": None}

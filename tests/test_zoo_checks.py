@@ -6,6 +6,7 @@ Monte-Carlo standard deviation of the difference (sqrt of the sum of both varian
 """
 
 import json
+import re
 import shutil
 
 import linear_gaussian as lg
@@ -58,12 +59,21 @@ def private_card(tmp_path, monkeypatch):
 
 
 def test_a_card_off_by_five_monte_carlo_sd_fails(private_card, data_dir):
+    """The re-estimate (seed 1) is deterministic, so a card moved to 5 Monte-Carlo sd of the difference away from it
+    must fail and one 3 sd away must pass: the window is the stated z = 4 sd, not wider and not narrower."""
     name, card, path = private_card
     check = card["metrics"]["check"]
-    # The re-estimate's own variance is about the card's: the difference's sd is about sqrt(2 v_card).
-    shift = 5 * np.sqrt(2 * check["mc_variance"])
+    path.write_text(json.dumps(card))
+    report = zoo.verify(name, metrics=True, data_dir=data_dir)
+    found = re.search(r": (-?[\d.]+) vs card .*Monte-Carlo sd ([\d.]+)", report)
+    new, sd = float(found.group(1)), float(found.group(2))  # sd = sqrt(v_card + v_new): v_card is kept below
     for sign in (1, -1):
-        altered = {**card, "metrics": {**card["metrics"], "check": {**check, "value": check["value"] + sign * shift}}}
-        path.write_text(json.dumps(altered))
-        with pytest.raises(zoo.ZooError, match="MISMATCH"):
-            zoo.verify(name, metrics=True, data_dir=data_dir)
+        for distance, fails in ((5.0, True), (3.0, False)):
+            value = new - sign * distance * sd
+            altered = {**card, "metrics": {**card["metrics"], "check": {**check, "value": value}}}
+            path.write_text(json.dumps(altered))
+            if fails:
+                with pytest.raises(zoo.ZooError, match="MISMATCH"):
+                    zoo.verify(name, metrics=True, data_dir=data_dir)
+            else:
+                assert zoo.verify(name, metrics=True, data_dir=data_dir).endswith("ok")

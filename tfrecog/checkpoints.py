@@ -228,7 +228,7 @@ def publish(ckpt_dir, state: dict, write_last: Callable[[Path], None], write_bes
         if best.exists():
             files["best"] = {"file": "best.weights.h5", "sha256": io.sha256(best)}
         stored = {**{k: v for k, v in state.items() if k != "files"}, "files": files}
-        (tmp / "state.json").write_text(json.dumps(stored, indent=2, default=io._json_default) + "\n")
+        (tmp / "state.json").write_text(io.json_text(stored))
         _fsync_tree(tmp)
         final = ckpt_dir / f"ckpt-{seq:06d}"
         os.rename(tmp, final)

@@ -270,11 +270,19 @@ def cmd_diagnose(args):
 
     from tfrecog import diagnostics, io, training
 
+    estimators = [name.strip() for name in args.estimators.split(",")] if args.estimators else None
+    unknown = [name for name in estimators or [] if name not in diagnostics.ESTIMATORS]
+    if unknown:
+        raise UsageError(f"unknown estimator(s) {', '.join(unknown)}: expected names from "
+                         f"{', '.join(diagnostics.ESTIMATORS)}")
     model, config, label = _load(args.run)
+    try:
+        diagnostics.check_model(model)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     split = args.split or config["test_split"]
     x = training.evaluation_data(config, split, data_dir=args.data_dir)
     rows = np.sort(np.random.default_rng(args.seed).permutation(len(x))[: args.batch])  # one fixed minibatch
-    estimators = [name.strip() for name in args.estimators.split(",")] if args.estimators else None
     report = diagnostics.nvil_variance_report(model, x[rows], estimators, repeats=args.repeats)
     print(f"{label}: recognition-gradient variance on {len(rows)} {split} examples, R={args.repeats}")
     print(diagnostics.format_report(report))

@@ -31,7 +31,7 @@ import numpy as np
 from tfrecog._tf import tf
 from tfrecog.estimators import nvil
 
-__all__ = ["ESTIMATORS", "NVIL_ABLATION", "GradientEstimator", "format_report", "gradient_variance",
+__all__ = ["ESTIMATORS", "NVIL_ABLATION", "GradientEstimator", "check_model", "format_report", "gradient_variance",
            "nvil_variance_report"]
 
 
@@ -70,7 +70,8 @@ ESTIMATORS: dict[str, GradientEstimator] = {
 NVIL_ABLATION = ("reinforce", "reinforce+local", "reinforce+local+baselines", "nvil")
 
 
-def _check_model(model):
+def check_model(model):
+    """Raises ValueError unless `model` carries what the NVIL estimators use (an SBN or fDARN)."""
     missing = [name for name in ("nvil_state", "baseline_network", "recognition_variables", "signal_decay")
                if not hasattr(model, name)]
     if missing:
@@ -90,7 +91,7 @@ def gradient_variance(model, x, estimator: str, repeats: int = 200, seed: int = 
         raise ValueError(f"unknown estimator {estimator!r}: expected one of {', '.join(ESTIMATORS)}")
     if int(repeats) < 2:
         raise ValueError(f"repeats must be >= 2 to estimate a variance; got {repeats!r}")
-    _check_model(model)
+    check_model(model)
     x = tf.constant(model.check_input(x), tf.float32)
     variables = model.recognition_variables
     surrogate = ESTIMATORS[estimator].surrogate

@@ -58,8 +58,13 @@ def write_text(path, text: str):
         Path(tmp).write_text(text)
 
 
+def json_text(obj) -> str:
+    """`obj` as indented JSON text ending in a newline; numpy scalars and arrays become numbers and lists."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json_text(obj))
 
 
 def _json_default(obj):
