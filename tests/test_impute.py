@@ -81,7 +81,7 @@ def test_missing_entries_may_be_nan_and_inits(models):
     [
         (dict(mask=np.ones((6, 15))), "mask must have the shape of x"),
         (dict(mask=np.full((6, 16), 0.5)), "mask must hold 1 where a value is observed"),
-        (dict(steps=-1), "steps must be a non-negative integer"),
+        (dict(steps=-1), "steps must be an integer >= 0"),
         (dict(init="zeros"), "init must be 'noise', 'observed_mean' or a finite number"),
         (dict(x=np.ones((6, 15), np.float32)), r"x must have shape \[N, 16\]"),
         (dict(x=np.full((6, 16), np.nan, np.float32)), "NaN or inf at observed entries"),
