@@ -1,4 +1,6 @@
-"""Installs `tfrecog` (the library, with the zoo's cards and weights) and `tfrecog_runtime` (from export/)."""
+"""Installs `tfrecog` (the library, with the zoo's cards and recipes; the weights are fetched on first use, see
+`tfrecog.zoo.weights_path`) and `tfrecog_runtime` (from export/; also a distribution of its own,
+`pip install ./export`)."""
 
 import importlib.util
 from pathlib import Path
@@ -19,7 +21,9 @@ def _source_module(name: str):
 
 class BuildWithCommit(build_py):
     """Records the source tree's git commit in the installed package (tfrecog/_commit.txt), so run folders and zoo
-    cards made with an installed copy name the code that made them."""
+    cards made with an installed copy name the code that made them; and the source tree's zoo/ folder
+    (tfrecog/_zoo_source.txt), the default source of the zoo's weights while that folder exists (offline installs
+    from a checkout keep working; a wheel used elsewhere sets TFRECOG_ZOO_URL)."""
 
     def run(self):
         super().run()
@@ -27,6 +31,8 @@ class BuildWithCommit(build_py):
         if commit is not None:
             target = Path(self.build_lib) / "tfrecog" / "_commit.txt"
             target.write_text(commit + (" (with uncommitted changes)" if dirty else "") + "\n")
+        if (HERE / "zoo" / "weights").is_dir():
+            (Path(self.build_lib) / "tfrecog" / "_zoo_source.txt").write_text(str(HERE / "zoo") + "\n")
 
 
 setup(
@@ -38,7 +44,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["tfrecog", "tfrecog.*"]) + ["tfrecog._zoo", "tfrecog_runtime"],
     package_dir={"tfrecog._zoo": "zoo", "tfrecog_runtime": "export/tfrecog_runtime"},
-    package_data={"tfrecog._zoo": ["*.json", "weights/*.weights.h5"]},
+    # The cards and recipes only: weights are downloaded, verified and cached on first use (tfrecog.zoo).
+    package_data={"tfrecog._zoo": ["*.json", "recipes/*.json"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-probability[tf]>=0.25",

@@ -50,5 +50,6 @@ for name in args.names or zoo.list():
     entry["seconds"] = round(time.time() - t0, 1)
     entry["command"] = f"python scripts/refresh_checks.py {name}"
     card["metrics"]["check"] = entry
+    card.pop("recipe", None)  # zoo.info adds it from zoo/recipes/NAME.json, its one copy
     io.write_json(zoo.zoo_dir() / f"{name}.json", card)
     print(name, json.dumps(entry))

@@ -39,6 +39,10 @@ def _parse_set(items):
 def cmd_train(args):
     from tfrecog import models, training
 
+    if args.recipe is not None:
+        return _train_recipe(args)
+    if args.family is None:
+        raise UsageError("train needs a model FAMILY (e.g. `tfrecog train vae`) or --recipe FILE_OR_NAME")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{stamp}"
     if (run / "config.json").exists():
@@ -77,6 +81,39 @@ def cmd_train(args):
 
     plots.learning_curves(run / "history.csv", run / "curves.png")
     print(f"run folder: {run}")
+
+
+def _train_recipe(args):
+    """`tfrecog train --recipe FILE_OR_NAME --run DIR`: the recipe file (validated, `tfrecog.recipes`) into DIR; on an
+    existing DIR it resumes, refusing a recipe that differs from the saved one but for epochs and max_seconds."""
+    from tfrecog import plots, recipes, training, zoo
+
+    if args.family is not None or args.set or any(getattr(args, flag) is not None for flag in _MODEL_FLAGS):
+        raise UsageError("--recipe takes the model and its training from the recipe file; give no FAMILY, --set or "
+                         f"--{'/--'.join(f.replace('_', '-') for f in _MODEL_FLAGS)} with it")
+    if not args.run:
+        raise UsageError("--recipe needs --run DIR (e.g. --run ../runs/NAME)")
+    config = zoo.find_recipe(args.recipe)
+    run = Path(args.run)
+    if (run / "config.json").exists():
+        changed = recipes.diff(training.read_config(run / "config.json"), config)
+        if changed:
+            raise UsageError(f"run folder {run} holds another recipe than {args.recipe} ({'; '.join(changed)}): "
+                             "use a new --run folder")
+        print(f"resuming {run}")
+        training.train(None, run, data_dir=args.data_dir, epochs=args.epochs or config["epochs"],
+                       max_seconds=args.max_seconds, verbose=args.verbose)
+    else:
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
+    plots.learning_curves(run / "history.csv", run / "curves.png")
+    print(f"run folder: {run}")
+
+
+# The `tfrecog train` flags that describe the model or its training (None unless given): a --recipe says them all.
+_MODEL_FLAGS = ("latent_size", "hidden", "activation", "likelihood", "estimator", "samples", "weight_prior_scale",
+                "ema", "baseline_lr", "train_split", "valid_split", "select_by", "binarize")
 
 
 def _load(name_or_run):
@@ -209,7 +246,8 @@ def cmd_export(args):
         from tfrecog import zoo
 
         meta["zoo_version"] = zoo.info(args.name)["version"]
-    path = export.export_model(model, args.out, args.format, kind=args.kind, metadata=meta)
+    path = export.export_model(model, args.out, args.format, kind=args.kind, metadata=meta,
+                               outputs=None if args.kind == "decoder" else args.outputs)
     print(f"wrote {path}")
 
 
@@ -356,7 +394,10 @@ def build_parser():
         return sub.add_parser(name, parents=[common], **kwargs)
 
     p = add("train", help="train a model into a run folder (resumes an existing one)")
-    p.add_argument("family", choices=list(models.FAMILIES))
+    p.add_argument("family", nargs="?", choices=list(models.FAMILIES), help="the model family (or give --recipe)")
+    p.add_argument("--recipe", metavar="FILE_OR_NAME",
+                   help="train a recipe file (the config.json schema; zoo/recipes/NAME.json, recipes/NAME.json) or a "
+                        "zoo or experiment name; only --run, --data-dir, --epochs, --max-seconds, --verbose apply")
     p.add_argument("--dataset", default=data.DEFAULT_DATASET, type=_dataset,
                    help=f"one of {', '.join(data.available())}")
     p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed")
@@ -437,6 +478,9 @@ def build_parser():
     p.add_argument("name", help="run folder or zoo name")
     p.add_argument("--format", choices=["onnx", "saved_model"], default="onnx")
     p.add_argument("--kind", choices=["encoder", "decoder"], default="encoder")
+    p.add_argument("--outputs", choices=["mean", "parameters", "sample", "all"], default="all",
+                   help="encoder: mean (posterior means alone, no noise input), parameters (every posterior "
+                        "parameter), sample (the noise-driven sample alone) or all (default)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 

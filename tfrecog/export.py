@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,8 @@ __all__ = [
     "METADATA_KEY",
     "METADATA_ASSET",
     "ExportError",
+    "OUTPUTS",
+    "BATCH_DIMENSION",
     "encoder",
     "decoder",
     "export_model",
@@ -52,6 +55,10 @@ __all__ = [
 
 FORMATS = ("onnx", "saved_model")
 KINDS = ("encoder", "decoder")
+# What an encoder computes (`outputs`): the posterior means alone (no noise input), every posterior parameter, the
+# noise-driven sample alone, or the parameters and the sample.
+OUTPUTS = ("mean", "parameters", "sample", "all")
+BATCH_DIMENSION = "batch"  # the name of the dynamic first dimension of every input and output in the ONNX graph
 METADATA_KEY = "tfrecog"  # ONNX metadata_props key holding the whole metadata as JSON
 METADATA_ASSET = "tfrecog_metadata.json"  # the SavedModel asset (assets/tfrecog_metadata.json)
 METADATA_FORMAT_VERSION = 1
@@ -76,6 +83,7 @@ _GRAPH_KEYS = (
     "sample_outputs",
     "noise_inputs",
     "batch_size",
+    "outputs",
 )
 
 
@@ -94,6 +102,7 @@ def encoder(
     with_sample: bool = True,
     metadata: dict | None = None,
     batch_size: int | None = None,
+    outputs: str | None = None,
 ) -> str:
     """Exports the recognition model q(h | x) of `model`: x [B, D] -> named posterior parameters (and a sample).
 
@@ -111,9 +120,15 @@ def encoder(
         temporary path beside it and renamed at the end, so a failed export leaves nothing half-written; an
         existing artifact at `path` is replaced only once the new one is complete.
       format: 'onnx' or 'saved_model'.
-      with_sample: also export the noise-driven sample.
+      with_sample: also export the noise-driven sample (the default of `outputs`: 'all' if True, else
+        'parameters').
       metadata: extra entries (e.g. {'model_name': 'vae-mnist', 'zoo_version': '1'}); see `build_metadata`.
-      batch_size: None (default) for a dynamic batch dimension, or a fixed batch size.
+      batch_size: None (default) for a dynamic batch dimension (named 'batch' in the ONNX graph), or a fixed size.
+      outputs: what the graph computes, one of `OUTPUTS`:
+        'mean'        the posterior means E[h | x] alone (VAE: `mean`; DLGM: `mean_1`, ..., `mean_L`), input x only;
+        'parameters'  every posterior parameter of `export_outputs` (VAE: `mean`, `log_scale`), input x only;
+        'sample'      the noise-driven sample alone (inputs x and the noise);
+        'all'         parameters and sample (inputs x and the noise).
 
     Returns:
       The path written, as a string.
@@ -125,7 +140,8 @@ def encoder(
       '/tmp/vae_encoder.onnx'
     """
     return export_model(
-        model, path, format=format, kind="encoder", metadata=metadata, with_sample=with_sample, batch_size=batch_size
+        model, path, format=format, kind="encoder", metadata=metadata, with_sample=with_sample, batch_size=batch_size,
+        outputs=outputs,
     )
 
 
@@ -147,8 +163,18 @@ def export_model(
     metadata: dict | None = None,
     with_sample: bool = True,
     batch_size: int | None = None,
+    outputs: str | None = None,
 ) -> str:
-    """The one entry point behind `encoder`/`decoder` (and `tfrecog export`): kind 'encoder' or 'decoder'."""
+    """The one entry point behind `encoder`/`decoder` (and `tfrecog export`): kind 'encoder' or 'decoder'; `outputs`
+    (encoders: one of `OUTPUTS`, see `encoder`; default 'all', or 'parameters' without `with_sample`)."""
+    if outputs is None:
+        outputs = "all" if with_sample or kind == "decoder" else "parameters"
+    if outputs not in OUTPUTS:
+        raise ExportError(f"outputs must be one of {', '.join(OUTPUTS)}; got {outputs!r}")
+    if kind == "decoder" and outputs != "all":
+        raise ExportError(f"outputs={outputs!r} applies to encoders; a decoder exports all of p(x | z)'s parameters")
+    if not with_sample and outputs in ("sample", "all") and kind == "encoder":
+        raise ExportError(f"outputs={outputs!r} needs the sample; got with_sample=False")
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if kind not in KINDS:
@@ -159,7 +185,7 @@ def export_model(
         raise ExportError(f"metadata must be a dict of JSON-serialisable values; got {type(metadata).__name__}")
     _check_protocol(model, kind)
     _ensure_built(model)
-    graph = _Graph(model, kind, with_sample and kind == "encoder", None if batch_size is None else int(batch_size))
+    graph = _Graph(model, kind, outputs, None if batch_size is None else int(batch_size))
     meta = build_metadata(model, graph, format, metadata)
     path = Path(out_path)
     if format == "onnx":
@@ -177,8 +203,9 @@ def build_metadata(model, graph: _Graph, format: str, extra: dict | None = None)
     'unit_interval' | 'nonnegative' | 'real': what the runtime accepts), preprocessing (in words); output_names,
     sample_outputs (the outputs that need noise), renamed_outputs {graph name: export_sample name} (a sample
     output named like a parameter output is exported as '<name>_sampled'), noise_inputs {name: size},
-    batch_size (null = dynamic); latent_sizes, model_config; git_commit and git_dirty (`io.git_state`; outside
-    a checkout the commit recorded at installation or 'unknown', and None), tfrecog_version, tensorflow_version,
+    batch_size (null = dynamic, the ONNX dimension 'batch'), outputs (the `OUTPUTS` selection); latent_sizes,
+    model_config; git_commit and git_dirty (`io.git_state`; outside a checkout the commit recorded at installation
+    or 'unknown', and None), tfrecog_version, tensorflow_version,
     keras_version and, for ONNX, onnx_opset and tf2onnx_version; then the `extra` entries (which may add keys or
     set model_name, zoo_version, preprocessing, ... but not contradict the graph keys).
     """
@@ -206,6 +233,7 @@ def build_metadata(model, graph: _Graph, format: str, extra: dict | None = None)
         "renamed_outputs": dict(graph.renamed),
         "noise_inputs": dict(graph.noise_spec),
         "batch_size": graph.batch_size,
+        "outputs": graph.outputs,
         "latent_sizes": [int(s) for s in model.latent_sizes],
         "model_config": _jsonable(model.get_config()),
         "git_commit": commit or io.git_commit(),
@@ -244,10 +272,12 @@ class _Graph:
     also name its inputs itself with `export_decoder_input_spec() -> {name: size}` (several names: a list).
     """
 
-    def __init__(self, model, kind: str, with_sample: bool, batch_size: int | None):
+    def __init__(self, model, kind: str, outputs: str, batch_size: int | None):
         self.model = model
         self.kind = kind
         self.batch_size = batch_size
+        self.outputs = outputs
+        with_sample = kind == "encoder" and outputs in ("sample", "all")
         self.with_sample = with_sample
         self.as_list = False
         if kind == "encoder":
@@ -268,6 +298,7 @@ class _Graph:
         probe = [tf.zeros([1, size]) for size in self.inputs.values()]
         main = self.main_outputs(*probe)
         self.parameter_names = [str(name) for name in main]
+        self.all_parameter_names = list(self.parameter_names)  # what export_outputs computes
         # A sample output named like a parameter output (SBN: 'logits_1', which for an autoregressive q depends
         # on the sampled units) is a different tensor: it is exported as '<name>_sampled'.
         self.sample_names, self.renamed = [], {}
@@ -280,6 +311,14 @@ class _Graph:
                 self.sample_names.append(graph_name)
             if len(set(self.parameter_names + self.sample_names)) != len(self.parameter_names + self.sample_names):
                 raise ExportError(f"output names are not unique: {self.parameter_names + self.sample_names}")
+        if outputs == "sample":
+            self.parameter_names = []
+        elif outputs == "mean":
+            means = [name for name in self.parameter_names if re.fullmatch(r"mean(_\d+)?", name)]
+            if not means:
+                raise ExportError(f"outputs='mean': {type(model).__name__} exports no posterior mean (its parameters "
+                                  f"are {', '.join(self.parameter_names)}); use outputs='parameters'")
+            self.parameter_names = means
         self.output_names = self.parameter_names + self.sample_names
         clash = set(self.output_names) & (set(self.inputs) | set(self.noise_spec))
         if clash:
@@ -314,7 +353,11 @@ class _Graph:
             if self.as_list:
                 return {"decode": (lambda z: self.main_outputs(*z), [list(self.input_specs)])}
             return {"decode": (lambda z: self.main_outputs(z), self.input_specs)}
-        out = {"encode": (lambda x: model.export_outputs(x), self.input_specs)}
+        names = self.parameter_names
+        out = {}
+        if names:
+            out["encode"] = (lambda x: {n: v for n, v in model.export_outputs(x).items() if n in names},
+                             self.input_specs)
         if self.with_sample:
             out["sample_with_noise"] = (
                 lambda x, noise: model.export_sample(x, noise),
@@ -329,13 +372,16 @@ class _Graph:
         signature = [*self.input_specs, *(self.noise_specs[name] for name in noise_names)]
 
         def compute(*args):
-            out = dict(self.main_outputs(*args[:num_inputs]))
+            out = {}
+            if self.parameter_names or self.kind == "decoder":
+                out = {n: v for n, v in self.main_outputs(*args[:num_inputs]).items()
+                       if self.kind == "decoder" or n in self.parameter_names}
             if noise_names:
                 noise = dict(zip(noise_names, args[num_inputs:], strict=True))
                 sample = self.model.export_sample(args[0], noise)
                 out.update(
                     {
-                        (f"{name}_sampled" if name in self.parameter_names else name): value
+                        (f"{name}_sampled" if name in self.all_parameter_names else name): value
                         for name, value in sample.items()
                     }
                 )
@@ -365,6 +411,8 @@ def _write_onnx(graph: _Graph, meta: dict, tmp: Path):
             f"tf2onnx produced inputs {inputs} and outputs {outputs}; expected inputs {expected_inputs} and "
             f"outputs {graph.output_names}"
         )
+    if graph.batch_size is None:
+        _name_batch_dimension(model_proto)
     model_proto.doc_string = f"tfrecog {meta['kind']} of {meta['family']} {meta['model_name']!r}"
     del model_proto.metadata_props[:]
     for key, value in meta.items():
@@ -374,6 +422,22 @@ def _write_onnx(graph: _Graph, meta: dict, tmp: Path):
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, str(tmp))
+
+
+def _name_batch_dimension(model_proto):
+    """Names the dynamic first dimension of every input and output `BATCH_DIMENSION` (tf2onnx leaves 'unk__N'
+    names, one per tensor), and of the intermediate tensors that carried the same names."""
+    renamed = set()
+    for value in [*model_proto.graph.input, *model_proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            if dims[0].dim_param:
+                renamed.add(dims[0].dim_param)
+            dims[0].dim_param = BATCH_DIMENSION
+    for value in model_proto.graph.value_info:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in renamed:
+                dim.dim_param = BATCH_DIMENSION
 
 
 def _write_saved_model(model, graph: _Graph, meta: dict, tmp: Path):

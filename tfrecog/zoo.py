@@ -1,23 +1,36 @@
-"""The model zoo: pretrained recognition models by name, each a JSON card plus a verified weights file.
+"""The model zoo: pretrained recognition models by name, each a JSON card, a recipe and a verified weights file.
 
-Cards live in the top-level `zoo/` folder (installed as `tfrecog._zoo`); weights are checked against the card's
-sha256 before anything is loaded.
+Cards live in the top-level `zoo/` folder (installed as `tfrecog._zoo`), each entry's training recipe in
+`zoo/recipes/NAME.json` (read through `tfrecog.recipes.read`, the one copy of it; `info(NAME)["recipe"]`). Weights are
+not part of the installed package: they are fetched on first use from the weights source (`weights_source`:
+$TFRECOG_ZOO_URL, an HTTP(S) base URL or a folder, serving `weights/FILE`; by default the `zoo/` folder of the
+source checkout), checked against the card's sha256 and cached (`keras.utils.get_file`, in
+$TFRECOG_CACHE_DIR or ~/.cache/tfrecog, subfolder `zoo`) before anything is loaded.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import difflib
 import json
+import os
+import socket
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
 
-from tfrecog import io, models, training
+from tfrecog import io, models, recipes, training
 from tfrecog.evaluate import log_likelihood, perplexity
 
-__all__ = ["ZooError", "list", "info", "load", "verify", "reproduce", "publish", "zoo_dir"]
+__all__ = ["ZooError", "list", "info", "load", "verify", "reproduce", "publish", "zoo_dir", "recipe", "find_recipe",
+           "weights_path", "weights_source", "cache_dir", "URL_ENV", "CACHE_ENV"]
+
+URL_ENV = "TFRECOG_ZOO_URL"  # where weights come from: an HTTP(S) base URL or a folder, serving weights/FILE
+CACHE_ENV = "TFRECOG_CACHE_DIR"  # where downloaded weights are kept (default ~/.cache/tfrecog)
+DOWNLOAD_TIMEOUT_SECONDS = 60  # a stalled connection fails after this long without data
 
 
 class ZooError(ValueError):
@@ -42,10 +55,40 @@ def _cards() -> dict:
     return cards
 
 
+def recipe(name: str) -> dict:
+    """The training recipe of zoo entry `name` (`zoo/recipes/NAME.json`), validated by `tfrecog.recipes.read`: what
+    `tfrecog zoo reproduce NAME` trains, with the stopping rule the card was trained with."""
+    if name not in _cards():
+        info(name)  # the error with close matches
+    path = zoo_dir() / "recipes" / f"{name}.json"
+    if not path.exists():
+        raise ZooError(f"zoo model {name!r} has no recipe file: expected {path}")
+    return recipes.read(path)
+
+
+def find_recipe(name_or_path) -> dict:
+    """A recipe by file path, zoo name (`recipe`) or experiment name (`recipes/NAME.json` of a source checkout),
+    validated; ZooError lists the names known when it is none of them."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        return recipes.read(path)
+    name = str(name_or_path)
+    if name in _cards():
+        return recipe(name)
+    experiment = recipes.experiments_dir() / f"{name}.json"
+    if experiment.exists():
+        return recipes.read(experiment)
+    known = builtins.list(_cards()) + recipes.experiment_names()
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ZooError(f"no recipe named {name!r}: expected a recipe file (.json), a zoo name or an experiment in "
+                   f"{recipes.experiments_dir()}{hint}")
+
+
 def list(details: bool = False):  # noqa: A001 - the zoo's public verb
-    """Names of the zoo's models (or their cards, with `details`)."""
+    """Names of the zoo's models (or their cards with their recipes, as `info` gives them, with `details`)."""
     cards = _cards()
-    return builtins.list(cards.values()) if details else builtins.list(cards)
+    return [info(name) for name in cards] if details else builtins.list(cards)
 
 
 def info(name: str) -> dict:
@@ -55,24 +98,103 @@ def info(name: str) -> dict:
         close = difflib.get_close_matches(name, builtins.list(cards), n=3, cutoff=0.4)
         hint = f"; close matches: {', '.join(close)}" if close else f"; available: {', '.join(cards) or 'none'}"
         raise ZooError(f"no zoo model named {name!r}{hint}")
-    return cards[name]
+    card = dict(cards[name])
+    path = zoo_dir() / "recipes" / f"{name}.json"
+    if path.exists():
+        card["recipe"] = recipes.read(path)
+    return card
+
+
+def weights_source() -> str:
+    """Where zoo weights come from: $TFRECOG_ZOO_URL (an http://, https:// or file:// base URL, or a folder), else
+    the zoo folder of this source checkout (`zoo_dir()`, when it holds `weights/`), else the checkout tfrecog was
+    installed from (recorded at installation in tfrecog/_zoo_source.txt, when it still exists). A source holds
+    `weights/FILE` for every card's FILE. Raises ZooError when there is none."""
+    env = os.environ.get(URL_ENV, "").strip()
+    if env:
+        return env
+    if (zoo_dir() / "weights").is_dir():
+        return str(zoo_dir())
+    recorded = Path(__file__).resolve().parent / "_zoo_source.txt"
+    if recorded.exists():
+        folder = Path(recorded.read_text().strip())
+        if (folder / "weights").is_dir():
+            return str(folder)
+    raise ZooError(f"no source for the zoo's weights: set {URL_ENV} to an HTTP(S) base URL or a folder that serves "
+                   "weights/FILE (e.g. the zoo/ folder of a tfrecog source checkout)")
+
+
+def cache_dir() -> Path:
+    """$TFRECOG_CACHE_DIR, else ~/.cache/tfrecog: downloaded weights go to its `zoo/` subfolder."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tfrecog"
+
+
+def _is_url(source: str) -> bool:
+    return urllib.parse.urlsplit(source).scheme in ("http", "https", "file")
 
 
 def weights_path(card: dict) -> Path:
-    return zoo_dir() / "weights" / card["weights"]["file"]
+    """The local weights file of `card`, verified against its sha256: in the source folder itself, or downloaded
+    from the source URL into the cache on first use (a later call finds it there and sends no request).
 
+    Raises ZooError when the file is missing, when its sha256 differs from the card's (both named; a bad download
+    is deleted, not cached) or when the download fails (an interrupted download leaves nothing behind)."""
+    source = weights_source()
+    file, expected = card["weights"]["file"], card["weights"]["sha256"]
+    if not _is_url(source):
+        path = Path(source).expanduser() / "weights" / file
+        if not path.exists():
+            raise ZooError(f"zoo model {card['name']!r}: weights file {path} is missing (expected sha256 {expected})")
+        _verify(card, path, "is altered or truncated")
+        return path
+    url = source.rstrip("/") + "/weights/" + urllib.parse.quote(file)
+    from tfrecog._tf import keras
 
-def _check_weights(card: dict) -> Path:
-    path = weights_path(card)
-    if not path.exists():
-        raise ZooError(f"zoo model {card['name']!r}: weights file {path} is missing (expected sha256 "
-                       f"{card['weights']['sha256']})")
-    actual = io.sha256(path)
-    if actual != card["weights"]["sha256"]:
-        raise ZooError(f"zoo model {card['name']!r}: weights file {path} is altered or truncated: sha256 {actual} "
-                       f"(size {path.stat().st_size} bytes), expected {card['weights']['sha256']} "
-                       f"(size {card['weights']['bytes']} bytes); refusing to load")
+    target = cache_dir() / "zoo"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_SECONDS):
+            path = Path(keras.utils.get_file(file, origin=url, file_hash=expected, hash_algorithm="sha256",
+                                             cache_dir=str(cache_dir()), cache_subdir="zoo"))
+    except ValueError:  # get_file's "Incomplete or corrupted file detected": the download is complete but wrong
+        path = target / file
+        if path.exists():
+            _verify(card, path, f"downloaded from {url} differs from the card", delete=True)
+        raise ZooError(f"zoo model {card['name']!r}: the download of {url} does not match the card's sha256 "
+                       f"{expected}; nothing was cached") from None
+    except Exception as err:  # noqa: BLE001 - get_file re-raises network failures as plain Exceptions
+        raise ZooError(f"zoo model {card['name']!r}: could not download {url} ({_first_line(err)}); nothing was "
+                       f"cached: check {URL_ENV}") from None
+    _verify(card, path, f"cached from {url} is altered or truncated", delete=True)
     return path
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _verify(card: dict, path: Path, fault: str, delete: bool = False) -> None:
+    """Refuses `path` unless its sha256 is the card's, naming both checksums (and deleting it with `delete`)."""
+    expected = card["weights"]["sha256"]
+    actual = io.sha256(path)
+    if actual != expected:
+        size = path.stat().st_size
+        if delete:
+            path.unlink()
+        raise ZooError(f"zoo model {card['name']!r}: weights file {path} {fault}: sha256 {actual} (size {size} "
+                       f"bytes), expected {expected} (size {card['weights']['bytes']} bytes); refusing to load")
 
 
 def load(name: str, compile: bool = True):
@@ -81,7 +203,7 @@ def load(name: str, compile: bool = True):
     With `compile`, the model is compiled with the card's optimizer settings so `fit` fine-tunes at once.
     """
     card = info(name)
-    path = _check_weights(card)
+    path = weights_path(card)
     model = models.from_config(card["family"], card["config"])
     model.load_weights(str(path))
     if compile:
@@ -219,10 +341,19 @@ def verify(name: str, metrics: bool = False, data_dir=None, z: float = CHECK_Z, 
 
 
 def reproduce(name: str, run_dir=None, data_dir=None, max_seconds=None, samples: int | None = None):
-    """Trains the card's recipe from scratch into `run_dir` (resuming if it exists) and evaluates it."""
+    """Trains the entry's recipe (`recipe(name)`: the card's model and its stopping rule) from scratch into `run_dir`
+    (resuming if it exists) and evaluates it."""
     card = info(name)
     run_dir = Path(run_dir or f"runs/reproduce-{name}")
-    training.train(card["recipe"], run_dir, data_dir=data_dir, max_seconds=max_seconds)
+    config = recipe(name)
+    if (run_dir / "config.json").exists():  # resume: the same recipe (but for epochs and max_seconds), or refuse
+        changed = recipes.diff(training.read_config(run_dir / "config.json"), config)
+        if changed:
+            raise ZooError(f"run folder {run_dir} holds another recipe than zoo model {name!r} ({'; '.join(changed)})"
+                           ": use a new run folder")
+        training.train(None, run_dir, data_dir=data_dir, epochs=config["epochs"], max_seconds=max_seconds)
+    else:
+        training.train(config, run_dir, data_dir=data_dir, max_seconds=max_seconds)
     protocol = card["metrics"]["test_log_likelihood"]
     result = training.evaluate_run(run_dir, samples=samples or protocol["samples"], data_dir=data_dir)
     print(f"{name} reproduced in {run_dir}: {result}")
@@ -286,7 +417,6 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
         "dataset": {"name": config["dataset"], "train_split": config["train_split"],
                     "test_split": config["test_split"], "binarize": config.get("binarize"),
                     "train_examples": int(float(trained.num_train_examples.numpy()))},
-        "recipe": config,
         "metrics": metrics,
         "training": {"epochs": state["epoch"], "updates": state.get("updates"),
                      "wall_seconds": round(state["wall_seconds"], 1), "hardware": _hardware(),
@@ -295,9 +425,20 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                      "best_epoch": state.get("best_epoch"),
                      "best_val_elbo": state.get("best_val_elbo"),
                      **selection,
-                     "command": f"tfrecog train {config['family']} --run {run_dir} ... (recipe above)"},
+                     "command": f"tfrecog train --recipe zoo/recipes/{name}.json --run {run_dir}"},
         "paper": paper or old.get("paper"),
         "weights": {"file": weights_file, "bytes": target.stat().st_size, "sha256": io.sha256(target)},
     }
+    # The recipe of the card: the run's, trained for the epochs the run reached (the stopping rule that reproduces
+    # these weights on any machine; a time budget would not).
+    recipe_file = {k: v for k, v in config.items() if k != "max_seconds"}
+    recipe_file.update(epochs=int(state["epoch"]), max_seconds=None,
+                       stopping=f"trained in {run_dir} to epoch {state['epoch']}"
+                                + (f" of {config['epochs']}" if config["epochs"] != state["epoch"] else "")
+                                + ("" if config.get("valid_split") is None else
+                                   f"; weights: the checkpoint of the best validation {select_by} "
+                                   f"(epoch {state.get('best_epoch')})"))
+    recipe_path = zoo_dir() / "recipes" / f"{name}.json"
+    io.write_json(recipe_path, recipes.validate(recipe_file, str(recipe_path)))
     io.write_json(card_path, card)
     return card_path

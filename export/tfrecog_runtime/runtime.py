@@ -206,6 +206,9 @@ class Encoder:
     def _output_list(self, outputs, with_noise: bool):
         available = self.output_names if with_noise else self._parameter_outputs
         if outputs is None:
+            if not available:
+                raise InputError(f"this {self.kind} computes only the sample ({', '.join(self.sample_outputs)}); "
+                                 f"expected the noise inputs {', '.join(self.noise_inputs)}; got none")
             return available
         names = [outputs] if isinstance(outputs, str) else list(outputs)
         for name in names:
