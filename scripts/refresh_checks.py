@@ -3,7 +3,7 @@
 Usage: TFRECOG_DATA_DIR=../shared/data python scripts/refresh_checks.py [NAME ...]   (default: every card)
        TFRECOG_DATA_DIR=../shared/data python scripts/refresh_checks.py --calibrate NAME ...
 
-Only `metrics.check` changes: the card's weights (checksum-verified) are scored with `tfrecog.zoo._check_entry`
+Only `metrics.check` changes: the card's weights (checksum-verified) are scored with `tfrecog.zoo.check_entry`
 (every s-th test example, K=100, seed 0, the Monte-Carlo variance of the mean from split halves of the draws), and
 the command is recorded on the card. The cards written are this checkout's `zoo/*.json` (run it from the checkout
 whose tfrecog is installed, `pip install -e .`).
@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from tfrecog import data, io, zoo
+from tfrecog import io, training, zoo
 
 parser = argparse.ArgumentParser()
 parser.add_argument("names", nargs="*", help="cards to refresh (default: all)")
@@ -31,13 +31,12 @@ zoo.zoo_dir = lambda: ROOT / "zoo"
 for name in args.names or zoo.list():
     card = zoo.info(name)
     model = zoo.load(name, compile=False)
-    ds = card["dataset"]
-    test = data.load(ds["name"], ds["test_split"], data_dir=args.data_dir, binarize=ds.get("binarize"))
+    test_x = training.evaluation_data(card["recipe"], data_dir=args.data_dir)  # as `zoo.verify` reads it
     if args.calibrate:
         import numpy as np
 
-        _, indices = zoo.check_indices(len(test.x))
-        runs = [zoo.check_estimate(model, test.x[indices], seed=seed) for seed in range(8)]
+        _, indices = zoo.check_indices(len(test_x))
+        runs = [zoo.check_estimate(model, test_x[indices], seed=seed) for seed in range(8)]
         n = len(indices)
         means = [r[0].mean() for r in runs]
         split = np.mean([np.sqrt(r[1].sum()) / n for r in runs])
@@ -46,7 +45,7 @@ for name in args.names or zoo.list():
               f"estimated: split halves {split:.4f}, delta method {delta:.4f}", flush=True)
         continue
     t0 = time.time()
-    entry = zoo._check_entry(model, test.x)
+    entry = zoo.check_entry(model, test_x)
     entry["seconds"] = round(time.time() - t0, 1)
     entry["command"] = f"python scripts/refresh_checks.py {name}"
     card["metrics"]["check"] = entry

@@ -25,8 +25,8 @@ import numpy as np
 from tfrecog import io, models, recipes, training
 from tfrecog.evaluate import log_likelihood, perplexity
 
-__all__ = ["ZooError", "list", "info", "load", "verify", "reproduce", "publish", "zoo_dir", "recipe", "find_recipe",
-           "weights_path", "weights_source", "cache_dir", "URL_ENV", "CACHE_ENV"]
+__all__ = ["ZooError", "check_entry", "check_estimate", "list", "info", "load", "verify", "reproduce", "publish",
+           "zoo_dir", "recipe", "find_recipe", "weights_path", "weights_source", "cache_dir", "URL_ENV", "CACHE_ENV"]
 
 URL_ENV = "TFRECOG_ZOO_URL"  # where weights come from: an HTTP(S) base URL or a folder, serving weights/FILE
 CACHE_ENV = "TFRECOG_CACHE_DIR"  # where downloaded weights are kept (default ~/.cache/tfrecog)
@@ -277,7 +277,7 @@ def check_estimate(model, x, samples: int = CHECK_SAMPLES, seed: int = 0, batch_
     return log_p, split, np.maximum(delta, 0.0)
 
 
-def _check_entry(model, test_x, samples: int = CHECK_SAMPLES, target: int = CHECK_TARGET_EXAMPLES,
+def check_entry(model, test_x, samples: int = CHECK_SAMPLES, target: int = CHECK_TARGET_EXAMPLES,
                  seed: int = 0) -> dict:
     """The card's `metrics.check`: the mean log p-hat over the check subset with K = `samples` and `seed`, and the
     Monte-Carlo variance of that mean, sum_n Var[log p-hat(x_n)] / n^2 (`check_estimate`'s split estimate)."""
@@ -314,19 +314,17 @@ def verify(name: str, metrics: bool = False, data_dir=None, z: float = CHECK_Z, 
     model.sample(2, seed=0)
     lines.append(f"{name}: loads, encodes and samples ok")
     if metrics:
-        from tfrecog import data as data_lib
-
         check = card["metrics"].get("check")
         if check is None or "mc_variance" not in check:
             raise ZooError(f"zoo model {name!r} has no recorded check metric with its Monte-Carlo variance "
                            f"(regenerate it: python scripts/refresh_checks.py {name})")
-        ds = card["dataset"]
-        split = data_lib.load(ds["name"], ds["test_split"], data_dir=data_dir, binarize=ds.get("binarize"))
-        indices = np.arange(0, len(split.x), check["stride"])
+        # The recipe's test split, the one place evaluation data comes from (as `reproduce` and `publish` read it).
+        test_x = training.evaluation_data(card["recipe"], data_dir=data_dir)
+        indices = np.arange(0, len(test_x), check["stride"])
         if len(indices) != check["num_examples"]:
             raise ZooError(f"zoo model {name!r}: the check subset has {len(indices)} examples, the card "
                            f"{check['num_examples']}: the test split is not the one the card was made on")
-        log_p, variance, _ = check_estimate(model, split.x[indices], check["samples"], seed)
+        log_p, variance, _ = check_estimate(model, test_x[indices], check["samples"], seed)
         value, v_new = float(log_p.mean()), float(variance.sum() / len(log_p) ** 2)
         diff = value - check["value"]
         sd = float(np.sqrt(check["mc_variance"] + v_new))
@@ -373,7 +371,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
     """Makes (or refreshes) the card and compact weights of `name` from a run folder (maintainers' tool).
 
     Weights are saved without optimizer state; metrics come from the importance-sampled evaluator on the full test
-    split (K=`samples`); the `check` that `verify --metrics` repeats is `_check_entry` on every s-th test example
+    split (K=`samples`); the `check` that `verify --metrics` repeats is `check_entry` on every s-th test example
     (about `check_examples` of them) with K=`check_samples` and seed 0.
     """
     run_dir = Path(run_dir)
@@ -399,7 +397,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                                     "seconds": round(seconds, 1),
                                     "command": f"tfrecog evaluate {run_dir} --samples {samples}"},
             "test_elbo": {"value": full.elbo, "stderr": full.elbo_stderr, "samples_per_example": samples},
-            "check": {**_check_entry(model, x, check_samples, check_examples, seed=0),
+            "check": {**check_entry(model, x, check_samples, check_examples, seed=0),
                       "command": f"python scripts/publish_zoo.py {run_dir} {name}"},
         }
         if config["model"].get("likelihood") == "categorical":
