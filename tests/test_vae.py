@@ -159,8 +159,8 @@ def test_bad_input_is_refused_with_a_clear_message(binary_data):
         model.fit(binary_data, binary_data, verbose=0)
     with pytest.raises(InputError, match=r"shape \[N, 12\].*got shape \[3, 5\]"):
         model.elbo(np.zeros((3, 5), np.float32))
-    # encode is the network itself (no input check of its own): Keras's error names the expected width.
-    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 12"):
+    # encode checks its input as every entry point does (tests/test_user_path.py has the rest)
+    with pytest.raises(InputError, match=r"shape \[N, 12\] \(flattened\); got shape \[3, 5\]"):
         model.encode(np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="likelihood"):
         VAE(event_size=12, likelihood="poisson")

@@ -2,6 +2,10 @@
 
 A user error prints one line on stderr: exit status 2 for a usage error (a bad argument), 1 for a failure (a missing
 or damaged file, an unwritable destination); `--debug` or TFRECOG_DEBUG=1 shows the full traceback instead.
+
+Building the parser imports no TensorFlow (the family and estimator names are listed here, and a test checks them
+against the registries), so `--help`, `--version`, `zoo list` and `zoo show` answer at once; TensorFlow's start-up
+logs stay hidden unless `--verbose` (`tfrecog._tf`).
 """
 
 from __future__ import annotations
@@ -14,13 +18,26 @@ import time
 import warnings
 from pathlib import Path
 
+from tfrecog import cards, data
 from tfrecog.checks import LIMITS, arg_integer, arg_number
+from tfrecog.version import __version__
 
 _START = time.time()  # the quick start reports its total time from here, TensorFlow's import included
 
 
 class UsageError(ValueError):
     """A command-line argument is wrong (exit status 2); the message says what was expected."""
+
+
+# The names the parser offers, without importing the registries (and TensorFlow) to build it; tests/test_cli.py
+# checks them against `tfrecog.models.FAMILIES` and `tfrecog.estimators.ESTIMATORS`.
+FAMILY_NAMES = ("vae", "sbn", "fdarn", "dlgm")
+ESTIMATOR_NAMES = ("sgvb_a", "sgvb_b", "iwae", "wake_sleep", "nvil", "vimco", "rws", "rws_sleep", "rws_wake_sleep",
+                   "disarm")
+
+# Defaults of `tfrecog train` options that are None in the parser, so that a resumed run can tell the options given
+# from the ones left out.
+TRAIN_DEFAULTS = {"dataset": data.DEFAULT_DATASET, "batch_size": 100, "lr": 1e-3, "optimizer": "Adam", "seed": 0}
 
 
 def _parse_set(items):
@@ -36,47 +53,90 @@ def _parse_set(items):
     return out
 
 
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _train_options(args) -> dict:
+    """The recipe entries that the options given on the command line set (those left out are absent)."""
+    model = _parse_set(args.set)
+    for flag, key in [("latent_size", "latent_size"), ("hidden", "hidden_sizes"), ("activation", "activation"),
+                      ("estimator", "estimator"), ("samples", "num_samples"),
+                      ("weight_prior_scale", "weight_prior_scale"), ("likelihood", "likelihood")]:
+        if getattr(args, flag) is not None:
+            model[key] = getattr(args, flag)
+    recipe = {"model": model} if model else {}
+    for key in ("seed", "batch_size", "epochs", "binarize", "train_split", "select_by"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    if args.valid_split is not None:
+        recipe["valid_split"] = None if args.valid_split == "none" else args.valid_split
+    optimizer = {"class_name": args.optimizer} if args.optimizer is not None else {}
+    settings = {"learning_rate": args.lr} if args.lr is not None else {}
+    if args.ema is not None:
+        settings.update(use_ema=True, ema_momentum=args.ema)
+    if settings:
+        optimizer["config"] = settings
+    if optimizer:
+        recipe["optimizer"] = optimizer
+    if args.baseline_lr is not None:
+        from tfrecog import models
+
+        if "baseline_optimizer" not in models.family(args.family).recipe:
+            nvil = ", ".join(name for name, f in models.FAMILIES.items() if "baseline_optimizer" in f.recipe)
+            raise UsageError(f"--baseline-lr applies to NVIL-trained families ({nvil}) only")
+        recipe["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": args.baseline_lr}}
+    if args.dataset is not None:
+        recipe["dataset"] = args.dataset
+    return recipe
+
+
+def _free_folder(run: Path) -> Path:
+    """`run` itself if it holds no run yet, else the first RUN-2, RUN-3, ... that does not exist."""
+    if not (run / "config.json").exists():
+        return run
+    number = 2
+    while Path(f"{run}-{number}").exists():
+        number += 1
+    return Path(f"{run}-{number}")
+
+
 def cmd_train(args):
-    from tfrecog import models, training
+    from tfrecog import training
 
     if args.recipe is not None:
         return _train_recipe(args)
     if args.family is None:
         raise UsageError("train needs a model FAMILY (e.g. `tfrecog train vae`) or --recipe FILE_OR_NAME")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{args.dataset}-{stamp}"
+    dataset = args.dataset or TRAIN_DEFAULTS["dataset"]
+    run = Path(args.run) if args.run else Path("runs") / f"{args.family}-{dataset}-{stamp}"
+    options = _train_options(args)
+    if args.new_run and (run / "config.json").exists():
+        previous, run = run, _free_folder(run)
+        print(f"{previous} holds a run already: starting a new run in {run}")
+    progress = args.verbose if isinstance(args.verbose, int) and not isinstance(args.verbose, bool) else 1
     if (run / "config.json").exists():
+        saved = training.read_config(run / "config.json")
+        given = _merge(saved, {"family": args.family, **options})
+        differ = training.recipe_diff(saved, given, ignore=("epochs", "max_seconds"))
+        if differ:
+            raise UsageError(f"run folder {run} was started with a different recipe ({differ}, saved -> given): "
+                             "leave these options out to resume it, or pass --new-run to start a new run")
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs, max_seconds=args.max_seconds,
-                       verbose=args.verbose)
+                       verbose=progress)
     else:
-        model = _parse_set(args.set)
-        for flag, key in [("latent_size", "latent_size"), ("hidden", "hidden_sizes"), ("activation", "activation"),
-                          ("estimator", "estimator"), ("samples", "num_samples"),
-                          ("weight_prior_scale", "weight_prior_scale"), ("likelihood", "likelihood")]:
-            if getattr(args, flag) is not None:
-                model[key] = getattr(args, flag)
-        overrides = {"model": model, "seed": args.seed, "batch_size": args.batch_size,
-                     "optimizer": {"class_name": args.optimizer, "config": {"learning_rate": args.lr}}}
-        if args.ema is not None:
-            overrides["optimizer"]["config"].update(use_ema=True, ema_momentum=args.ema)
-        if args.epochs is not None:
-            overrides["epochs"] = args.epochs
-        if args.binarize is not None:
-            overrides["binarize"] = args.binarize
-        if args.train_split is not None:
-            overrides["train_split"] = args.train_split
-        if args.valid_split is not None:
-            overrides["valid_split"] = None if args.valid_split == "none" else args.valid_split
-        if args.select_by is not None:
-            overrides["select_by"] = args.select_by
-        if args.baseline_lr is not None:
-            if "baseline_optimizer" not in models.family(args.family).recipe:
-                nvil = ", ".join(name for name, f in models.FAMILIES.items() if "baseline_optimizer" in f.recipe)
-                raise UsageError(f"--baseline-lr applies to NVIL-trained families ({nvil}) only")
-            overrides["baseline_optimizer"] = {"class_name": "Adam", "config": {"learning_rate": args.baseline_lr}}
-        config = training.default_config(args.family, args.dataset, **overrides)
-        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
+        optimizer = _merge({"class_name": TRAIN_DEFAULTS["optimizer"],
+                            "config": {"learning_rate": TRAIN_DEFAULTS["lr"]}}, options.pop("optimizer", {}))
+        overrides = {"seed": TRAIN_DEFAULTS["seed"], "batch_size": TRAIN_DEFAULTS["batch_size"], **options,
+                     "optimizer": optimizer}
+        overrides.pop("dataset", None)
+        config = training.default_config(args.family, dataset, **overrides)
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress)
     from tfrecog import plots
 
     plots.learning_curves(run / "history.csv", run / "curves.png")
@@ -95,6 +155,7 @@ def _train_recipe(args):
         raise UsageError("--recipe needs --run DIR (e.g. --run ../runs/NAME)")
     config = zoo.find_recipe(args.recipe)
     run = Path(args.run)
+    progress = args.verbose if isinstance(args.verbose, int) and not isinstance(args.verbose, bool) else 1
     if (run / "config.json").exists():
         changed = recipes.diff(training.read_config(run / "config.json"), config)
         if changed:
@@ -102,18 +163,19 @@ def _train_recipe(args):
                              "use a new --run folder")
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs or config["epochs"],
-                       max_seconds=args.max_seconds, verbose=args.verbose)
+                       max_seconds=args.max_seconds, verbose=progress)
     else:
         if args.epochs is not None:
             config["epochs"] = args.epochs
-        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=args.verbose)
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress)
     plots.learning_curves(run / "history.csv", run / "curves.png")
     print(f"run folder: {run}")
 
 
 # The `tfrecog train` flags that describe the model or its training (None unless given): a --recipe says them all.
 _MODEL_FLAGS = ("latent_size", "hidden", "activation", "likelihood", "estimator", "samples", "weight_prior_scale",
-                "ema", "baseline_lr", "train_split", "valid_split", "select_by", "binarize")
+                "ema", "baseline_lr", "train_split", "valid_split", "select_by", "binarize", "dataset", "batch_size",
+                "lr", "optimizer", "seed")
 
 
 def _load(name_or_run):
@@ -125,15 +187,15 @@ def _load(name_or_run):
 
 
 def cmd_evaluate(args):
-    from tfrecog import training
+    from tfrecog import loader
 
     if args.method != "is":
         return _evaluate_annealed(args)
-    path = Path(args.run)
-    if not path.exists():
-        raise FileNotFoundError(f"run folder {path} does not exist: expected a folder made by `tfrecog train`")
-    result = training.evaluate_run(path, samples=args.samples, split=args.split, data_dir=args.data_dir,
-                                   batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    if os.sep in args.run and not Path(args.run).exists():  # a path, not a zoo name
+        raise FileNotFoundError(f"run folder {args.run} does not exist: expected a folder made by `tfrecog train` "
+                                "(or a zoo name)")
+    result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                             batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     print(result)
 
 
@@ -252,16 +314,16 @@ def cmd_export(args):
 
 
 def cmd_zoo(args):
+    if args.action == "list":  # from the cards alone: no TensorFlow
+        summaries = [cards.summary(card) for card in cards.read_cards().values()]
+        print(json.dumps(summaries, indent=2) if args.json else cards.table(summaries))
+        return
+    if args.action == "show":
+        print(json.dumps(cards.find(_need_name(args)), indent=2))
+        return
     from tfrecog import zoo
 
-    if args.action == "list":
-        for card in zoo.list(details=True):
-            metric = card.get("metrics", {}).get("test_log_likelihood")
-            value = f"{metric['value']:.2f} nats (K={metric['samples']})" if metric else "not yet evaluated"
-            print(f"{card['name']:28s} {card['family']:6s} {card['dataset']['name']:16s} {value}")
-    elif args.action == "show":
-        print(json.dumps(zoo.info(_need_name(args)), indent=2))
-    elif args.action == "verify":
+    if args.action == "verify":
         report = zoo.verify(_need_name(args), metrics=args.metrics, data_dir=args.data_dir)
         print(report)
     elif args.action == "reproduce":
@@ -358,8 +420,6 @@ def _missing(text: str):
 
 
 def _dataset(name: str) -> str:
-    from tfrecog import data
-
     if name not in data.available():
         raise argparse.ArgumentTypeError(f"unknown dataset {name!r}: expected one of {', '.join(data.available())}")
     return name
@@ -380,33 +440,42 @@ _SECONDS = arg_number(0.0, LIMITS["seconds"], what="seconds")
 _RATE = arg_number(0.0, 10.0, what="learning rate")
 
 
-def build_parser():
-    from tfrecog import data, estimators, models
+_VERBOSE_HELP = "show TensorFlow's start-up and C++ logs (hidden by default; or set TF_CPP_MIN_LOG_LEVEL)"
 
+
+def build_parser():
     parser = _Parser(prog="tfrecog", description="Recognition models for deep directed generative models.")
+    parser.add_argument("--version", action="version", version=f"tfrecog {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or TFRECOG_DEBUG=1)")
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error (or TFRECOG_DEBUG=1)")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, **kwargs):
-        return sub.add_parser(name, parents=[common], **kwargs)
+        return sub.add_parser(name, parents=[common] if name == "train" else [common, verbose], **kwargs)
 
     p = add("train", help="train a model into a run folder (resumes an existing one)")
-    p.add_argument("family", nargs="?", choices=list(models.FAMILIES), help="the model family (or give --recipe)")
+    p.add_argument("family", nargs="?", choices=FAMILY_NAMES, help="the model family (or give --recipe)")
     p.add_argument("--recipe", metavar="FILE_OR_NAME",
                    help="train a recipe file (the config.json schema; zoo/recipes/NAME.json, recipes/NAME.json) or a "
                         "zoo or experiment name; only --run, --data-dir, --epochs, --max-seconds, --verbose apply")
-    p.add_argument("--dataset", default=data.DEFAULT_DATASET, type=_dataset,
-                   help=f"one of {', '.join(data.available())}")
-    p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed")
+    p.add_argument("--dataset", type=_dataset,
+                   help=f"one of {', '.join(data.available())} (default {TRAIN_DEFAULTS['dataset']})")
+    p.add_argument("--run", help="run folder (default runs/FAMILY-DATASET-TIME); an existing one is resumed with its "
+                   "saved recipe: options that differ from it are refused, with the difference")
+    p.add_argument("--new-run", dest="new_run", action="store_true",
+                   help="start a new run even where --run holds one: the existing folder is kept and the new run "
+                        "goes to RUN-2 (the first free RUN-N)")
     p.add_argument("--data-dir", help="folder with the dataset files (default $TFRECOG_DATA_DIR)")
     p.add_argument("--epochs", type=_COUNT["epochs"])
     p.add_argument("--max-seconds", type=_SECONDS, help="stop (with a checkpoint) after this many seconds")
-    p.add_argument("--batch-size", type=_COUNT["batch_size"], default=100)
-    p.add_argument("--lr", type=_RATE, default=1e-3)
-    p.add_argument("--optimizer", default="Adam")
+    p.add_argument("--batch-size", type=_COUNT["batch_size"], help=f"default {TRAIN_DEFAULTS['batch_size']}")
+    p.add_argument("--lr", type=_RATE, help=f"learning rate (default {TRAIN_DEFAULTS['lr']:g})")
+    p.add_argument("--optimizer", help=f"a Keras optimizer name (default {TRAIN_DEFAULTS['optimizer']})")
     p.add_argument("--ema", type=arg_number(0.0, 1.0, open_high=True, what="--ema (a momentum, e.g. 0.999)"),
                    default=None, metavar="MOMENTUM",
                    help="Polyak averaging of the weights (e.g. 0.999): validation, checkpoints and the saved model "
@@ -416,7 +485,7 @@ def build_parser():
     p.add_argument("--hidden", type=_SIZE, nargs="+", help="hidden layer widths")
     p.add_argument("--activation")
     p.add_argument("--likelihood")
-    p.add_argument("--estimator", help=", ".join(estimators.ESTIMATORS))
+    p.add_argument("--estimator", help=", ".join(ESTIMATOR_NAMES))
     p.add_argument("--samples", type=arg_integer(1, 10**4, "samples"),
                    help="samples per datapoint in the objective (L, or K for iwae)")
     p.add_argument("--weight-prior-scale", dest="weight_prior_scale", type=arg_number(0.0, 1e6, what="scale"))
@@ -428,15 +497,18 @@ def build_parser():
                    help="validation metric (higher is better) that picks the best checkpoint: elbo (default), or "
                         "another the model logs, e.g. iwae_bound for --estimator iwae")
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
-    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--seed", type=_SEED, help=f"default {TRAIN_DEFAULTS['seed']}")
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
-    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], nargs="?", const=1, default=argparse.SUPPRESS,
+                   metavar="LEVEL", help="Keras's progress display (0 silent, 1 bar, 2 a line per epoch; default 1); "
+                   "LEVEL 1 or 2 also shows TensorFlow's start-up and C++ logs (put it after FAMILY: "
+                   "`train vae --verbose`)")
     p.set_defaults(func=cmd_train)
 
     p = add("evaluate", help="test log-likelihood of a run or zoo model: importance sampling or AIS")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder or zoo name (a zoo model is scored on its recipe's test split)")
     p.add_argument("--method", choices=("is", "ais", "bdmc", "gaps"), default="is",
-                   help="is: importance sampling with q (run folders); ais: annealed importance sampling; bdmc: AIS "
+                   help="is: importance sampling with q; ais: annealed importance sampling; bdmc: AIS "
                         "bounds on --limit examples simulated from the model; gaps: approximation/amortisation gaps")
     p.add_argument("--steps", type=arg_integer(1, LIMITS["steps"], "steps"), default=1000,
                    help="AIS temperatures (ais, bdmc, gaps)")
@@ -488,6 +560,7 @@ def build_parser():
     p.add_argument("action", choices=["list", "show", "verify", "reproduce"])
     p.add_argument("name", nargs="?")
     p.add_argument("--metrics", action="store_true", help="verify: also re-evaluate the card's recorded check")
+    p.add_argument("--json", action="store_true", help="list: the cards' summary as JSON")
     p.add_argument("--run", help="reproduce: run folder")
     p.add_argument("--max-seconds", type=_SECONDS)
     p.add_argument("--data-dir")
@@ -553,14 +626,25 @@ def _show_warning(original):
 _FAILURES = (ValueError, OSError, FloatingPointError, EOFError)
 
 
+def _show_tensorflow_logs(args) -> bool:
+    verbose = getattr(args, "verbose", False)
+    return verbose is True or (isinstance(verbose, int) and verbose >= 1)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # Read by tfrecog._tf before TensorFlow loads; a value the user set is kept. Quiet: C++ errors that matter also
+    # raise a Python exception, which is shown in one line.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _show_tensorflow_logs(args) else "3")
     debug = getattr(args, "debug", False) or os.environ.get("TFRECOG_DEBUG", "") not in ("", "0")
     where = f"tfrecog {args.command}"
     original = warnings.showwarning
     warnings.showwarning = _show_warning(original)
     try:
         args.func(args)
+    except BrokenPipeError:  # `tfrecog zoo list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if debug:
             raise

@@ -78,13 +78,15 @@ def impute(
       >>> plot_imputation(x_test[:10], mask, chain, (28, 28), "imputation.png")   # doctest: +SKIP
     """
     event_size = model.event_size
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != event_size:
-        raise ValueError(f"x must have shape [N, {event_size}] (flattened); got shape {list(x.shape)}")
+    raw = np.asarray(x)
+    if raw.dtype.kind not in "biuf" or raw.ndim != 2 or raw.shape[1] != event_size:
+        model.check_input(raw)  # raises its one-line error naming the dtype or shape expected
+    x = raw.astype(np.float32)
     mask = _as_mask(mask, x.shape)
     observed = mask.astype(bool)
     if not np.isfinite(x[observed]).all():
         raise ValueError("x contains NaN or inf at observed entries (mask == 1); expected finite values there")
+    model.check_input(np.where(observed, x, 0.0), domain="range")  # the observed entries lie in the data's domain
     steps = checks.integer(steps, "steps", 0, checks.LIMITS["steps"])
     rng = np.random.default_rng(seed)
     bernoulli = getattr(model, "likelihood", None) == "bernoulli"

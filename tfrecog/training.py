@@ -8,6 +8,8 @@ folder resumes from its last good checkpoint.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import json
 import math
 import time
@@ -21,7 +23,7 @@ from tfrecog import data as data_lib
 from tfrecog._tf import keras
 
 __all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
-           "load_run", "read_config", "run_state", "train"]
+           "load_run", "model_arguments", "read_config", "recipe_diff", "run_state", "train"]
 
 
 class RunError(ValueError):
@@ -73,10 +75,41 @@ def _family(name: str) -> models.Family:
         raise RunError(str(err)) from None
 
 
+def _constructor_parameters(model_class: type) -> dict:
+    """name -> default (inspect.Parameter.empty where none) of the constructor arguments of `model_class` and its
+    bases, up to Keras's own."""
+    parameters = {"name": None}
+    for klass in model_class.__mro__:
+        if klass.__module__.startswith("keras"):
+            break  # Keras's own keyword arguments (dtype, trainable, ...) are not recipe entries, bar `name`
+        if "__init__" not in vars(klass):
+            continue
+        for parameter in inspect.signature(klass.__init__).parameters.values():
+            if parameter.name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                parameters.setdefault(parameter.name, parameter.default)  # the subclass's default wins
+    return parameters
+
+
+def model_arguments(model_class: type) -> list[str]:
+    """The constructor arguments a recipe's `model` entry may set for `model_class` (its own and its bases')."""
+    return sorted(_constructor_parameters(model_class))
+
+
 def build_model(config: dict, event_size: int):
-    """Instantiates the recipe's model for data of `event_size` features."""
+    """Instantiates the recipe's model for data of `event_size` features.
+
+    Raises RunError (one line) for a `model` key the family's constructor does not take, naming the close match and
+    the allowed keys; the constructor's own ValueError for a value it refuses.
+    """
     family = _family(config["family"])
     kwargs = dict(config["model"])
+    allowed = model_arguments(family.model_class)
+    unknown = [key for key in kwargs if key not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RunError(f"unknown model argument {unknown[0]!r} for {config['family']}{hint}: expected one of "
+                       f"{', '.join(allowed)}")
     kwargs.setdefault("event_size", event_size)
     kwargs.setdefault("seed", config.get("seed", 0))
     if kwargs["event_size"] != event_size:
@@ -215,6 +248,37 @@ def read_config(path) -> dict:
     return config
 
 
+def _flatten(recipe: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in recipe.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def recipe_diff(saved: dict, given: dict, ignore=()) -> str:
+    """The entries where two recipes differ, in one line: `key saved -> given` for each dotted key
+    (`model.latent_size 20 -> 10`; an absent key is null), '' when they agree. A `model` argument left out counts
+    as its constructor default (so `latent_size` absent equals `latent_size=20` for a VAE). Top-level keys in
+    `ignore` are left out (`epochs`: a resumed run may train on for longer)."""
+
+    def complete(recipe):
+        recipe = json.loads(json.dumps({k: v for k, v in recipe.items() if k not in ignore}, default=str))
+        if recipe.get("family") in models.FAMILIES and isinstance(recipe.get("model"), dict):
+            spec = models.FAMILIES[recipe["family"]]
+            defaults = {name: default for name, default in _constructor_parameters(spec.model_class).items()
+                        if default is not inspect.Parameter.empty}
+            recipe["model"] = {**json.loads(json.dumps(defaults, default=str)), **spec.defaults, **recipe["model"]}
+        return recipe
+
+    a, b = _flatten(complete(saved)), _flatten(complete(given))
+    parts = [f"{key} {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}"
+             for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]  # an absent key reads as null
+    return ", ".join(parts)
+
+
 def _restore(model, checkpoint: checkpoints.Checkpoint, path: Path | None = None):
     """Loads a checkpoint's weights (`path`, default its last) into a compiled, built model."""
     path = path or checkpoint.last
@@ -247,13 +311,17 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         raise RunError("train needs a run folder (run_dir)")
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
-    if config_path.exists():
+    fresh = not config_path.exists()
+    if not fresh:
         saved = read_config(config_path)
         if config is not None:
-            differ = [k for k in config if k not in ("epochs", "max_seconds") and config[k] != saved.get(k)]
+            given = copy.deepcopy(config)
+            if isinstance(given.get("model"), dict) and "event_size" not in given["model"]:
+                given["model"]["event_size"] = saved["model"].get("event_size")  # recorded by the first start
+            differ = recipe_diff(saved, given, ignore=("epochs", "max_seconds"))
             if differ:
-                raise RunError(f"run folder {run_dir} holds a different recipe (keys {', '.join(differ)}); "
-                               "use a new folder or omit the recipe to resume")
+                raise RunError(f"run folder {run_dir} holds a different recipe ({differ}, saved -> given); resume with "
+                               "the saved recipe (config=None), or train into a new folder")
         config = saved
     elif config is None:
         raise RunError(f"run folder {run_dir} has no config.json; give a recipe to start a new run")
@@ -262,20 +330,31 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         config["epochs"] = checks.integer(epochs, "epochs", 1, checks.LIMITS["epochs"])
     if max_seconds is not None:
         max_seconds = checks.number(max_seconds, "max_seconds", 0.0, checks.LIMITS["seconds"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints.cleanup(run_dir)  # temporary files of a write interrupted by a kill
-    checkpoint = checkpoints.latest(run_dir / "checkpoints")  # before anything is written: a damaged folder stops here
-    io.write_json(config_path, config)
+    checkpoint = None
+    if not fresh:
+        checkpoints.cleanup(run_dir)  # temporary files of a write interrupted by a kill
+        checkpoint = checkpoints.latest(run_dir / "checkpoints")  # before the data loads: a damaged folder stops here
 
+    # The recipe, the data and the model are checked before a new run folder is written: a command that fails here
+    # leaves nothing behind, so the corrected command starts afresh instead of resuming the faulty recipe.
+    _family(config["family"])
     train_split = _load_split(config, config["train_split"], data_dir)
     valid_split = _load_split(config, config.get("valid_split"), data_dir)
     if config["model"].get("event_size") is None:
         # Recorded so that loading the run later (evaluate, export) needs no data.
         config["model"]["event_size"] = train_split.event_size
-        io.write_json(config_path, config)
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     model = build_model(config, train_split.event_size)
     compile_for_recipe(model, config)
+    select_by = config.get("select_by", "elbo")
+    if select_by not in [metric.name for metric in model.metrics]:
+        raise RunError(f"select_by={select_by!r} is not among the validation metrics of this model: expected one of "
+                       f"{', '.join(metric.name for metric in model.metrics)}")
+    if fresh:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints.cleanup(run_dir)
+        checkpoint = checkpoints.latest(run_dir / "checkpoints")
+    io.write_json(config_path, config)
 
     state = {"epoch": 0, "wall_seconds": 0.0}
     if checkpoint is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfrecog import cards as card_files
 from tfrecog import io, models, recipes, training
 from tfrecog.evaluate import log_likelihood, perplexity
 
@@ -38,21 +39,12 @@ class ZooError(ValueError):
 
 
 def zoo_dir() -> Path:
-    """The folder of cards: the installed package data, or the source tree's `zoo/`."""
-    try:
-        import tfrecog._zoo as installed
-
-        return Path(installed.__file__).parent
-    except ImportError:
-        return Path(__file__).resolve().parent.parent / "zoo"
+    """The folder of cards: the installed package data, or the source tree's `zoo/` (`tfrecog.cards.zoo_dir`)."""
+    return card_files.zoo_dir()
 
 
 def _cards() -> dict:
-    cards = {}
-    for path in sorted(zoo_dir().glob("*.json")):
-        card = json.loads(path.read_text())
-        cards[card["name"]] = card
-    return cards
+    return card_files.read_cards(zoo_dir())
 
 
 def recipe(name: str) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfrecog import estimators
+from tfrecog import cards, checks, estimators
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import random
 from tfrecog.models.trainer import FusedTrainer, InputError
@@ -57,10 +57,16 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}; got {likelihood!r}")
-        if int(event_size) < 1:
-            raise ValueError(f"event_size must be a positive integer; got {event_size!r}")
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1; got {num_samples!r}")
+        event_size = checks.integer(event_size, "event_size", 1)
+        num_samples = checks.integer(num_samples, "num_samples", 1)
+        seed = checks.integer(seed, "seed", 0, checks.LIMITS["seed"])
+        try:
+            kl_warmup_steps = checks.integer(kl_warmup_steps, "kl_warmup_steps", 0)
+        except ValueError:
+            raise ValueError(f"kl_warmup_steps must be >= 0 (an integer); got {kl_warmup_steps!r}") from None
+        if weight_prior_scale is not None:
+            weight_prior_scale = checks.number(weight_prior_scale, "weight_prior_scale (sigma of the weight prior; "
+                                               "None switches it off)", 0.0)
         self.event_size = int(event_size)
         self.likelihood = likelihood
         self.estimator = estimator
@@ -69,8 +75,6 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         self.num_samples = int(num_samples)
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)
-        if int(kl_warmup_steps) < 0:
-            raise ValueError(f"kl_warmup_steps must be >= 0; got {kl_warmup_steps!r}")
         if int(kl_warmup_steps) and not self.estimator_spec.kl_weight:
             weighted = " or ".join(repr(n) for n, e in estimators.ESTIMATORS.items() if e.kl_weight)
             raise ValueError(f"kl_warmup_steps needs an SGVB estimator ({weighted}); got {estimator!r}")
@@ -170,33 +174,94 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         """E[x | h], the mean of p(x | h) (`sample` and `reconstruct` return it; `tfrecog.impute` may use it)."""
         return self.decode(h).mean()
 
+    def __call__(self, x, *args, **kwargs):
+        # Checked before Keras's own `__call__`, which would wrap the one-line error in a multi-line report.
+        if not isinstance(x, keras.KerasTensor):  # symbolic Keras inputs (the functional API) have no values
+            x = self.validate(x)
+        return super().__call__(x, *args, **kwargs)
+
     def call(self, x, training=False):
         """Returns the mean of q(h_1 | x) (a deterministic embedding), so the model is callable like any layer."""
-        return self.encode(x).mean()
+        return self.encode(self.validate(x)).mean()
 
     # ------------------------------------------------------------------------------------------------------------
     # Input checks and seeds
 
-    def check_input(self, x, what: str = "x") -> np.ndarray:
-        """Validates data eagerly: float [N, event_size], finite, and 0/1 for a Bernoulli model."""
-        try:
-            arr = np.asarray(x, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"{what} must be numeric [N, {self.event_size}]; got {type(x).__name__}") from err
-        if arr.ndim != 2 or arr.shape[1] != self.event_size:
-            raise InputError(f"{what} must have shape [N, {self.event_size}] (flattened); got shape {list(arr.shape)}")
+    @tf.autograph.experimental.do_not_convert
+    def check_input(self, x, what: str = "x", domain: str = "density") -> np.ndarray:
+        """Validates data eagerly and returns it as a float32 numpy array [N, event_size]; InputError (one line)
+        naming what was expected otherwise. Every entry point checks its data here (`encode`, `__call__`,
+        `predict`, `fit`, `evaluate`, `tfrecog.log_likelihood`, `tfrecog.impute`).
+
+        Checked: numeric (real or bool) dtype; shape [N, event_size] (an image batch such as [N, 28, 28] is refused
+        with the reshape to use); finite values; and the likelihood's domain:
+
+          domain='density' (fit, evaluate, log_likelihood: x is scored by p(x | h)): Bernoulli x in {0, 1};
+            categorical x non-negative integer counts;
+          domain='range' (encode, __call__, predict, impute: x is only fed to q(h | x)): Bernoulli x in [0, 1]
+            (grey levels, e.g. probabilities or imputation means); categorical x >= 0.
+
+        Integer pixels of 0-255 given to a model of data in [0, 1] are refused with the scaling to apply.
+        """
+        if domain not in ("density", "range"):
+            raise ValueError(f"domain must be 'density' or 'range'; got {domain!r}")
+        if tf.is_tensor(x):
+            x = x.numpy()
+        raw = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        if raw.dtype.kind not in "biuf":
+            raise InputError(f"{what} must be a real numeric array [N, {self.event_size}]; got dtype "
+                             f"{raw.dtype if raw.dtype.kind != 'O' else type(x).__name__}")
+        if raw.ndim != 2 or raw.shape[1] != self.event_size:
+            shape = list(raw.shape)
+            if raw.ndim > 2 and int(np.prod(shape[1:])) == self.event_size:
+                hint = f": flatten each example first, e.g. {what}.reshape(len({what}), -1)"
+            elif raw.ndim == 1 and shape[0] == self.event_size:
+                hint = f": one example needs a batch axis, e.g. {what}[None]"
+            else:
+                hint = ""
+            raise InputError(f"{what} must have shape [N, {self.event_size}] (flattened); got shape {shape}{hint}")
+        arr = raw.astype(np.float32, copy=False)
         # On valid Bernoulli data the 0/1 check is the only pass (0/1 values are finite).
-        if not (self.likelihood == "bernoulli" and _is_binary(arr)):
-            if not np.isfinite(arr).all():
-                raise InputError(f"{what} contains NaN or inf values; expected finite numbers")
-            if self.likelihood == "bernoulli":
-                raise InputError(
-                    f"{what} must be binary (0/1) for a Bernoulli model; got values in "
-                    f"[{arr.min():.3g}, {arr.max():.3g}] (binarize the data, e.g. load(..., binarize='static'))"
-                )
-        if self.likelihood == "categorical" and (arr < 0).any():
-            raise InputError(f"{what} must hold non-negative counts for a categorical (bag-of-words) model")
+        if self.likelihood == "bernoulli" and _is_binary(arr):
+            return arr
+        if not np.isfinite(arr).all():
+            raise InputError(f"{what} contains NaN or inf values; expected finite numbers")
+        if arr.size and self.data_range == (0.0, 1.0) and (arr.max() > 1.0 or arr.min() < 0.0):
+            looks_8bit = arr.min() >= 0.0 and arr.max() <= 255.0 and (raw.dtype.kind in "iu" or _is_integral(arr))
+            if looks_8bit and (self.likelihood == "bernoulli" or raw.dtype.kind in "iu"):
+                raise InputError(f"{what} holds values up to {arr.max():.0f}, like 8-bit pixels; expected values in "
+                                 "[0, 1]: scale them, e.g. x / 255.0" + (" and binarize for a Bernoulli model"
+                                                                        if self.likelihood == "bernoulli" else ""))
+        if self.likelihood == "bernoulli":
+            if domain == "range":
+                if arr.min() < 0.0 or arr.max() > 1.0:
+                    raise InputError(f"{what} must lie in [0, 1] for a Bernoulli model; got values in "
+                                     f"[{arr.min():.3g}, {arr.max():.3g}]")
+                return arr
+            raise InputError(
+                f"{what} must be binary (0/1) for a Bernoulli model; got values in "
+                f"[{arr.min():.3g}, {arr.max():.3g}] (binarize the data, e.g. load(..., binarize='static'))"
+            )
+        if self.likelihood == "categorical":
+            if (arr < 0).any():
+                raise InputError(f"{what} must hold non-negative counts for a categorical (bag-of-words) model")
+            if domain == "density" and not _is_integral(arr):
+                raise InputError(f"{what} must hold whole word counts for a categorical (bag-of-words) model; got "
+                                 "fractional values")
         return arr
+
+    @tf.autograph.experimental.do_not_convert  # plain Python on values; autograph must not rewrite its calls
+    def validate(self, x, what: str = "x"):
+        """`x` for the recognition model (`encode`, `__call__`): an array or eager tensor is checked in full by
+        `check_input` (domain 'range') and returned as a float32 tensor; a symbolic tensor (inside `tf.function`
+        or XLA, where values are unknown) by its static shape only, at no cost to compiled code."""
+        if tf.is_tensor(x) and not tf.executing_eagerly():  # symbolic: a graph being traced
+            shape = x.shape
+            if shape.rank is not None and (shape.rank != 2 or shape[-1] not in (None, self.event_size)):
+                raise InputError(f"{what} must have shape [N, {self.event_size}] (flattened); got shape "
+                                 f"{shape.as_list()}")
+            return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+        return tf.convert_to_tensor(self.check_input(x, what, domain="range"))
 
     def _prepare(self, x):
         if isinstance(x, np.ndarray) or not tf.is_tensor(x):
@@ -258,6 +323,24 @@ class LatentVariableModel(FusedTrainer, keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    @classmethod
+    def from_preset(cls, preset: str, compile: bool = True):
+        """A pretrained model by zoo name (or a run folder), keras-hub style: `tfrecog.VAE.from_preset("vae-bmnist")`.
+
+        The weights are verified against the card's sha256 before loading (`tfrecog.zoo.load`); with `compile`, the
+        model is compiled with the recipe's optimizer, ready to fine-tune. The preset must be of this class's family
+        (`tfrecog.SBN.from_preset` takes SBN and fDARN cards; `LatentVariableModel.from_preset` takes any).
+
+        Raises:
+          ValueError: (one line) an unknown name, or a preset of another family, naming the class to use.
+        """
+        source = cards.preset_source()
+        found = source.model_class(preset)
+        if not issubclass(found, cls):
+            raise ValueError(f"{preset!r} is a {found.__name__} preset, not a {cls.__name__}: use "
+                             f"tfrecog.{found.__name__}.from_preset({preset!r}) or tfrecog.zoo.load({preset!r})")
+        return source.load(preset, compile=compile)
+
 
 def sample_blocks(num_samples, batch, block_rows: int):
     """How to score K = `num_samples` samples of `batch` examples in blocks of about `block_rows` rows:
@@ -271,6 +354,25 @@ def sample_blocks(num_samples, batch, block_rows: int):
     num_blocks = -(-num_samples // samples_per_block)
     samples_per_block = -(-num_samples // num_blocks)
     return num_blocks, samples_per_block, num_blocks * samples_per_block - num_samples
+
+
+def layer_sizes(value, name: str, allow_empty: bool = True) -> tuple[int, ...]:
+    """`value` as a tuple of layer widths (positive integers); ValueError (one line) naming `name` otherwise."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be positive integers (a list of layer widths); got {value!r}")
+    widths = tuple(value)
+    if not widths and not allow_empty:
+        raise ValueError(f"{name} must be a non-empty list of positive integers (layer widths); got {value!r}")
+    for width in widths:
+        try:
+            checks.integer(width, name, 1)
+        except ValueError:
+            raise ValueError(f"{name} must be positive integers (a list of layer widths); got {value!r}") from None
+    return tuple(int(w) for w in widths)
+
+
+def _is_integral(arr: np.ndarray) -> bool:
+    return bool(np.all(arr == np.round(arr)))
 
 
 def _is_binary(arr: np.ndarray, block_rows: int = 256) -> bool:

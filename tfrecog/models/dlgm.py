@@ -6,11 +6,12 @@ whole model is trained by stochastic backpropagation on the free energy (the pap
 
 from __future__ import annotations
 
+from tfrecog import checks
 from tfrecog._tf import keras, tf, tfb, tfd
 from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
 from tfrecog.layers.gaussian import COVARIANCES, GaussianHead
-from tfrecog.models.base import LatentVariableModel
+from tfrecog.models.base import LatentVariableModel, layer_sizes
 
 __all__ = ["DLGM", "NOISE_MATRICES", "OBSERVATION_SCALES", "RECOGNITION_STRUCTURES"]
 
@@ -120,10 +121,10 @@ class DLGM(LatentVariableModel):
         super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"DLGM likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
-        if isinstance(latent_sizes, int) or not len(latent_sizes):
-            raise ValueError(f"latent_sizes must be a non-empty sequence of positive integers; got {latent_sizes!r}")
-        if any(int(k) < 1 for k in latent_sizes):
-            raise ValueError(f"latent_sizes must be positive integers; got {list(latent_sizes)!r}")
+        latent_sizes = layer_sizes(latent_sizes, "latent_sizes", allow_empty=False)
+        hidden_sizes = layer_sizes(hidden_sizes, "hidden_sizes")
+        recognition_hidden_sizes = layer_sizes(recognition_hidden_sizes, "recognition_hidden_sizes")
+        min_scale = checks.number(min_scale, "min_scale", 0.0)
         if noise_matrix not in NOISE_MATRICES:
             raise ValueError(f"noise_matrix must be one of {', '.join(NOISE_MATRICES)}; got {noise_matrix!r}")
         if covariance not in COVARIANCES:
@@ -282,6 +283,7 @@ class DLGM(LatentVariableModel):
         `tfd.JointDistributionSequential` from the top layer down (each layer's Gaussian a function of the draws
         above), restructured into the bottom-first list by `tfb.Restructure`.
         """
+        x = self.validate(x)
         if not self.top_down:
             return tfd.JointDistributionSequential(
                 [head.make_distribution(p) for head, p in zip(self.heads, self.recognition_parameters(x), strict=True)]
@@ -334,7 +336,7 @@ class DLGM(LatentVariableModel):
 
     def call(self, x, training=False):
         """The posterior means [mu_1, ..., mu_L] concatenated, [B, sum_l K_l]: a deterministic embedding."""
-        return tf.concat([p[0] for p in self.recognition_parameters(x)], axis=-1)
+        return tf.concat([p[0] for p in self.recognition_parameters(self.validate(x))], axis=-1)
 
     # -- generic latent-variable API ---------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ optionally autoregressive within a layer, trained by NVIL (two optimizers: model
 
 from __future__ import annotations
 
+import numpy as np
+
+from tfrecog import checks
 from tfrecog._tf import keras, tf, tfd, tfp
 from tfrecog.estimators.nvil import NVILState
 from tfrecog.layers import random
@@ -238,8 +241,9 @@ class SBN(LatentVariableModel):
             raise ValueError(f"SBN likelihood must be 'bernoulli' or 'categorical'; got {likelihood!r}")
         if isinstance(latent_sizes, int):
             latent_sizes = (latent_sizes,)
-        sizes = tuple(int(s) for s in latent_sizes)
-        if not 1 <= len(sizes) <= 3 or min(sizes) < 1:
+        sizes = latent_sizes if isinstance(latent_sizes, (list, tuple)) else ()
+        if not 1 <= len(sizes) <= 3 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                                           for s in sizes):
             raise ValueError(f"latent_sizes must list 1 to 3 positive layer sizes (bottom first); got {latent_sizes!r}")
         if estimator == "disarm" and autoregressive_posterior:
             raise ValueError("estimator 'disarm' needs factorial recognition layers; expected "
@@ -255,18 +259,20 @@ class SBN(LatentVariableModel):
             raise ValueError("autoregressive_visible needs likelihood='bernoulli' (word counts are exchangeable)")
         if not 0.0 <= float(signal_decay) < 1.0:
             raise ValueError(f"signal_decay must be in [0, 1); got {signal_decay!r}")
-        self._latent_sizes = sizes
+        self._latent_sizes = sizes = tuple(int(s) for s in sizes)
         self.autoregressive_prior = bool(autoregressive_prior)
         self.autoregressive_visible = bool(autoregressive_visible)
         self.autoregressive_posterior = bool(autoregressive_posterior)
-        self.recognition_hidden_size = None if not recognition_hidden_size else int(recognition_hidden_size)
-        self.baseline_hidden_size = None if not baseline_hidden_size else int(baseline_hidden_size)
+        self.recognition_hidden_size = (None if not recognition_hidden_size else
+                                        checks.integer(recognition_hidden_size, "recognition_hidden_size", 1))
+        self.baseline_hidden_size = (None if not baseline_hidden_size else
+                                     checks.integer(baseline_hidden_size, "baseline_hidden_size", 1))
         self.centering = bool(centering)
         self.input_dependent_baseline = bool(input_dependent_baseline)
         self.variance_normalization = bool(variance_normalization)
         self.local_signals = bool(local_signals)
         self.signal_decay = float(signal_decay)
-        self.document_length = int(document_length)
+        self.document_length = checks.integer(document_length, "document_length", 1)
         self.kernel_initializer = kernel_initializer
         self.baseline_optimizer = None
 
@@ -351,8 +357,7 @@ class SBN(LatentVariableModel):
 
     def encode(self, x):
         """q(h_1 | x): `Independent(Bernoulli)` (factorial) or `Autoregressive` (autoregressive_posterior)."""
-        x = tf.convert_to_tensor(x, tf.float32)
-        return self.inference_layers[0].distribution(x)
+        return self.inference_layers[0].distribution(self.validate(x))
 
     def prior(self):
         """p(h_L), the top layer's prior."""
@@ -399,7 +404,7 @@ class SBN(LatentVariableModel):
 
     def call(self, x, training=False):
         """Probabilities sigmoid(a) of q(h_1 | x) [B, size_1] (along the greedy path if autoregressive)."""
-        return tf.sigmoid(self.export_outputs(x)["logits_1"])
+        return tf.sigmoid(self.export_outputs(self.validate(x))["logits_1"])
 
     # -- generic latent-variable API ---------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ call (a `tf.while_loop` over minibatches gathered by row index), which is faster
 iterator. One update is `train_update`: the gradient of the model's `objective` (its estimator's loss, see
 `tfrecog.estimators`) plus `weight_penalty`, or the estimator's own update where it declares one (NVIL).
 
-The mixin needs from the model: `event_size`, `seed`, `weight_prior_scale`, `check_input(x, what)`,
+The mixin needs from the model: `event_size`, `seed`, `weight_prior_scale`, `check_input(x, what, domain)`,
 `objective(x, seed, training)`, `weight_penalty()` and `estimator_spec` (the registry entry of its estimator).
 """
 
@@ -223,6 +223,8 @@ class FusedTrainer:
         each Keras step runs `steps_per_execution` updates. An epoch is ceil(N / (M S)) such steps, so its last step
         may wrap into the next pass over the data. A `tf.data.Dataset` of [B, D] batches takes Keras's own loop.
         """
+        if getattr(self, "optimizer", None) is None:
+            raise RuntimeError(f"{type(self).__name__} is not compiled: call model.compile() before fit")
         if y is not None:
             raise InputError("these models are unsupervised: fit(x) takes no targets y")
         if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
@@ -305,6 +307,12 @@ class FusedTrainer:
         if resident:
             self._resident_data.stream_key, self._resident_data.stream = key, ds
         return ds, math.ceil(n / (batch_size * updates))
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """`keras.Model.predict` (the model's `call`: posterior means) with the input checks of `encode` for arrays."""
+        if x is not None and not isinstance(x, tf.data.Dataset):
+            x = self.check_input(x, domain="range")
+        return super().predict(x, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """`keras.Model.evaluate` with input checks for arrays; returns the estimator's metrics."""

@@ -5,10 +5,11 @@ Trained by SGVB (A or B), the importance-weighted bound or wake-sleep, chosen by
 
 from __future__ import annotations
 
+from tfrecog import checks
 from tfrecog._tf import keras, tf, tfd
 from tfrecog.layers import MLP, random
 from tfrecog.layers.bernoulli import bernoulli_log_prob
-from tfrecog.models.base import LatentVariableModel, sample_blocks
+from tfrecog.models.base import LatentVariableModel, layer_sizes, sample_blocks
 
 # Rows (samples x examples) pushed through the decoder at once when many samples are scored (importance-sampled
 # evaluation): the [rows, hidden] and [rows, D] intermediates of a block then stay in the CPU caches instead of
@@ -65,10 +66,9 @@ class VAE(LatentVariableModel):
         super().__init__(event_size, likelihood, estimator, num_samples, weight_prior_scale, seed, **kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"VAE likelihood must be 'bernoulli' or 'gaussian'; got {likelihood!r}")
-        if int(latent_size) < 1:
-            raise ValueError(f"latent_size must be a positive integer; got {latent_size!r}")
-        self.latent_size = int(latent_size)
-        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.latent_size = checks.integer(latent_size, "latent_size", 1)
+        self.hidden_sizes = layer_sizes(hidden_sizes, "hidden_sizes")
+        min_scale = checks.number(min_scale, "min_scale", 0.0)
         self.activation = activation
         self.kernel_initializer = kernel_initializer
         self.min_scale = float(min_scale)
@@ -89,7 +89,7 @@ class VAE(LatentVariableModel):
 
     def encode(self, x):
         """q(z | x) = N(mu(x), diag(exp(2 log sigma(x)))), batch shape [B], event shape [latent_size]."""
-        loc, log_scale = self.encoder_parameters(x)
+        loc, log_scale = self.encoder_parameters(self.validate(x))
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.exp(log_scale))
 
     def decode(self, z):
