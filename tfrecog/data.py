@@ -376,6 +376,47 @@ def _20news(spec, split, data_dir, binarize):
 # The registry: every fact about a dataset in one place
 
 
+# TFDS image datasets by name: (TFDS name, image shape (H, W, C), label feature or None).
+TFDS_IMAGES = {
+    "cifar10": ("cifar10", (32, 32, 3), "label"),
+    "svhn_cropped": ("svhn_cropped", (32, 32, 3), "label"),
+    "fashion_mnist": ("fashion_mnist", (28, 28, 1), "label"),
+    "smallnorb": ("smallnorb", (96, 96, 1), "label_category"),
+    "omniglot": ("omniglot", (105, 105, 3), "label"),
+}
+TFDS_DOWNLOAD_ENV = "TFRECOG_TFDS_DOWNLOAD"  # 1/true/yes: let TFDS download and prepare a dataset it lacks
+
+
+def _tfds_images(spec, split, data_dir, binarize):
+    """A TFDS image dataset: images [N, H, W, C] of 0..255 flattened to x [N, H*W*C] in [0, 1] (binarized where
+    asked), labels where the dataset has them. TFDS reads its own data folder ($TFDS_DATA_DIR); it downloads only
+    when ${TFRECOG_TFDS_DOWNLOAD} is set (never in tests, which use `tfds.testing.mock_data`)."""
+    import tensorflow_datasets as tfds
+
+    name, shape, label_key = TFDS_IMAGES[spec.name]
+    download = os.environ.get(TFDS_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+    try:
+        dataset = tfds.load(name, split=split, download=download)
+        images, labels = [], []
+        for batch in tfds.as_numpy(dataset.batch(1024)):
+            images.append(batch["image"])
+            labels.append(batch[label_key] if label_key in batch else None)
+    except Exception as err:  # noqa: BLE001 - TFDS raises many types for a dataset that is not prepared
+        raise DatasetError(
+            f"dataset {spec.name!r}: TFDS {name!r} split {split!r} is not available on this machine "
+            f"({type(err).__name__}); prepare it with TFDS (tfds build {name}) or set {TFDS_DOWNLOAD_ENV}=1 to let "
+            "tfrecog download it") from None
+    if not images:
+        raise DatasetError(f"dataset {spec.name!r}: TFDS {name!r} split {split!r} is empty")
+    images = np.concatenate(images)
+    if images.shape[1:] != shape:
+        raise DatasetError(f"dataset {spec.name!r}: TFDS {name!r} gives images of shape {images.shape[1:]}; "
+                           f"expected {shape}")
+    y = None if any(label is None for label in labels) else np.concatenate(labels).astype(np.int64)
+    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    return _binarize(x, y, f"tfds:{name}", binarize)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """What tfrecog knows about a dataset, by name (`DATASETS`; `info(name)`).
@@ -409,6 +450,11 @@ DATASETS = {dataset.name: dataset for dataset in (
     Dataset("mnist5k", ("train", "test", "all"), 784, "bernoulli", None, (28, 28), _mnist5k),
     Dataset("frey_faces", tuple(FREY_SPLITS), 560, "gaussian", "valid", (28, 20), _frey_faces),
     Dataset("20news", ("train", "valid", "test", "train+valid"), NEWS_VOCAB, "categorical", "valid", None, _20news),
+    # TFDS image datasets (Rezende et al.'s Figures 4-5 kind): Gaussian observations of pixels in [0, 1] unless the
+    # recipe binarizes them and asks for 'bernoulli'. Colour images have no (height, width) for figures.
+    *(Dataset(key, ("train", "test"), int(np.prod(shape)), "gaussian", None,
+              shape[:2] if shape[2] == 1 else None, _tfds_images, tfds_name=tfds_name)
+      for key, (tfds_name, shape, _) in TFDS_IMAGES.items()),
 )}
 
 
@@ -432,7 +478,9 @@ def load(name: str = DEFAULT_DATASET, split: str = "train", data_dir=None, binar
     """Loads one split of a dataset by name.
 
     Args:
-      name: one of `available()`: 'binarized_mnist', 'mnist', 'mnist5k' (embedded default), 'frey_faces', '20news'.
+      name: one of `available()`: 'binarized_mnist', 'mnist', 'mnist5k' (embedded default), 'frey_faces', '20news',
+        or a TFDS image dataset of `TFDS_IMAGES` ('cifar10', 'svhn_cropped', 'fashion_mnist', 'smallnorb',
+        'omniglot'; read through TFDS, downloaded only with TFRECOG_TFDS_DOWNLOAD=1).
       split: 'train', 'valid', 'test' (and 'train+valid' where there is a validation split).
       data_dir: folder holding the dataset's files (or its named subfolder); defaults to $TFRECOG_DATA_DIR.
       binarize: for grey-level MNIST: None, 'static' (one fixed draw), 'dynamic' (a new draw each pass) or
