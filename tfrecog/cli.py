@@ -53,6 +53,11 @@ def _parse_set(items):
     return out
 
 
+def _progress(args) -> int:
+    """Keras's `verbose` for training: `--verbose LEVEL` where given as a number, else 1 (a progress bar)."""
+    return args.verbose if isinstance(args.verbose, int) and not isinstance(args.verbose, bool) else 1
+
+
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
@@ -118,7 +123,7 @@ def cmd_train(args):
     if args.new_run and (run / "config.json").exists():
         previous, run = run, _free_folder(run)
         print(f"{previous} holds a run already: starting a new run in {run}")
-    progress = args.verbose if isinstance(args.verbose, int) and not isinstance(args.verbose, bool) else 1
+    progress = _progress(args)
     if (run / "config.json").exists():
         saved = training.read_config(run / "config.json")
         given = _merge(saved, {"family": args.family, **options})
@@ -155,7 +160,7 @@ def _train_recipe(args):
         raise UsageError("--recipe needs --run DIR (e.g. --run ../runs/NAME)")
     config = zoo.find_recipe(args.recipe)
     run = Path(args.run)
-    progress = args.verbose if isinstance(args.verbose, int) and not isinstance(args.verbose, bool) else 1
+    progress = _progress(args)
     if (run / "config.json").exists():
         changed = recipes.diff(training.read_config(run / "config.json"), config)
         if changed:
@@ -202,8 +207,6 @@ def cmd_evaluate(args):
 def _evaluate_annealed(args):
     """`--method ais|bdmc|gaps`: AIS estimates batch by batch, each appended to a JSON-lines file as it finishes
     (a rerun of the same command skips the batches already there), then the summary beside it."""
-    import json
-
     import numpy as np
 
     from tfrecog import annealing, io, loader, training
