@@ -78,10 +78,10 @@ def test_resuming_with_another_recipe_is_refused_with_the_difference(first_run, 
                    "--verbose", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert (f"run folder {first_run} was started with a different recipe (model.latent_size 2 -> 3, "
-            "optimizer.config.learning_rate 0.001 -> 0.01, saved -> given)") in err and "--new-run" in err
+    assert (f"run folder {first_run} was started with a different recipe (model.latent_size: 2 -> 3; "
+            "optimizer.config.learning_rate: 0.001 -> 0.01)") in err and "--new-run" in err
     assert status(["train", "sbn", "--run", str(first_run), "--verbose", "0"]) == 2
-    assert 'family "vae" -> "sbn"' in capsys.readouterr().err
+    assert 'family: "vae" -> "sbn"' in capsys.readouterr().err
     assert (first_run / "config.json").read_text() == saved  # untouched
 
 
@@ -106,14 +106,16 @@ def test_new_run_starts_beside_the_old_one(first_run, capsys):
 
 
 def test_recipe_diff_counts_a_left_out_argument_as_its_default():
-    from tfrecog import training
+    from tfrecog import recipes, training
 
     base = training.default_config("vae", "mnist5k")
-    assert training.recipe_diff(base, training.default_config("vae", "mnist5k", model={"latent_size": 20,
-                                                                                        "hidden_sizes": [500]})) == ""
+    assert recipes.diff(base, training.default_config("vae", "mnist5k", model={"latent_size": 20,
+                                                                                "hidden_sizes": [500]})) == []
     other = training.default_config("vae", "mnist5k", model={"latent_size": 3}, batch_size=50, epochs=99)
-    assert training.recipe_diff(base, other, ignore=("epochs",)) == "batch_size 100 -> 50, model.latent_size 20 -> 3"
-    assert training.recipe_diff({"a": {"b": 1}}, {"a": {"b": 1}, "c": None}) == ""  # absent reads as null
+    assert recipes.diff(base, other) == ["batch_size: 100 -> 50", "model.latent_size: 20 -> 3"]  # epochs: ignored
+    assert recipes.diff(base, other, ignore=()) == ["batch_size: 100 -> 50", "epochs: 10 -> 99",
+                                                    "model.latent_size: 20 -> 3"]
+    assert recipes.diff({"a": {"b": 1}}, {"a": {"b": 1}, "c": None}) == []  # absent reads as null
 
 
 # -- 2. presets ----------------------------------------------------------------------------------------------------

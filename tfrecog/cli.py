@@ -110,7 +110,7 @@ def _free_folder(run: Path) -> Path:
 
 
 def cmd_train(args):
-    from tfrecog import training
+    from tfrecog import recipes, training
 
     if args.recipe is not None:
         return _train_recipe(args)
@@ -127,9 +127,9 @@ def cmd_train(args):
     if (run / "config.json").exists():
         saved = training.read_config(run / "config.json")
         given = _merge(saved, {"family": args.family, **options})
-        differ = training.recipe_diff(saved, given, ignore=("epochs", "max_seconds"))
+        differ = recipes.diff(saved, given)
         if differ:
-            raise UsageError(f"run folder {run} was started with a different recipe ({differ}, saved -> given): "
+            raise UsageError(f"run folder {run} was started with a different recipe ({'; '.join(differ)}): "
                              "leave these options out to resume it, or pass --new-run to start a new run")
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs, max_seconds=args.max_seconds,

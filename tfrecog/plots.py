@@ -44,17 +44,25 @@ def _save(fig, path):
 
 
 def tile(images, image_shape, columns=None):
-    """Arranges rows of `images` [N, H*W] into one [rows*H, columns*W] mosaic with 1-pixel borders."""
+    """Arranges rows of `images` [N, prod(image_shape)] into one mosaic with 1-pixel white borders: [rows*(H+1)+1,
+    columns*(W+1)+1] for image_shape (H, W), with a trailing channel axis for (H, W, C) (colour images)."""
+    image_shape = tuple(int(d) for d in image_shape)
     images = np.asarray(images).reshape(-1, *image_shape)
     n = len(images)
     columns = columns or int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / columns))
-    h, w = image_shape
-    canvas = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1), np.float32)
+    h, w = image_shape[:2]
+    canvas = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, *image_shape[2:]), np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
     return canvas
+
+
+def interleave(x, x_reconstructed):
+    """Rows x_0, x'_0, x_1, x'_1, ...: each input followed by its reconstruction (for a grid of even width)."""
+    x = np.asarray(x)
+    return np.stack([x, np.asarray(x_reconstructed)], axis=1).reshape(-1, x.shape[1])
 
 
 def image_grid(images, image_shape, path, title=None, columns=None):
@@ -71,8 +79,7 @@ def image_grid(images, image_shape, path, title=None, columns=None):
 
 def reconstructions(x, x_reconstructed, image_shape, path, title="data (odd columns) and reconstructions (even)"):
     """Pairs each input with its reconstruction, side by side."""
-    pairs = np.stack([np.asarray(x), np.asarray(x_reconstructed)], axis=1).reshape(-1, np.asarray(x).shape[1])
-    return image_grid(pairs, image_shape, path, title=title, columns=10)
+    return image_grid(interleave(x, x_reconstructed), image_shape, path, title=title, columns=10)
 
 
 def embedding(points, labels, path, title="posterior means", axis_labels=("z1", "z2")):

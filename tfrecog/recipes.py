@@ -231,24 +231,40 @@ IGNORED_BY_DIFF = ("epochs", "max_seconds", "stopping")
 
 
 def diff(saved: dict, recipe: dict, ignore=IGNORED_BY_DIFF) -> list[str]:
-    """Where `recipe` differs from `saved` (a run folder's config.json), as 'key: saved -> recipe' (dotted keys),
-    ignoring `ignore` (what a resumed run may change) and the `model.event_size` that `train` adds to the saved copy
-    when the recipe has none."""
-    found = []
+    """Where `recipe` differs from `saved` (a run folder's config.json), as 'key: saved -> recipe' entries (dotted
+    keys, sorted), the one comparison behind every resume (`tfrecog train`, `train --recipe`, `zoo reproduce`).
 
-    def walk(prefix, a, b):
-        for key in sorted(set(a) | set(b)):
-            name = f"{prefix}{key}"
-            if name in ignore or (name == "model.event_size" and key not in b):
-                continue
-            x, y = a.get(key, "<absent>"), b.get(key, "<absent>")
-            if isinstance(x, dict) and isinstance(y, dict):
-                walk(f"{name}.", x, y)
-            elif x != y:
-                found.append(f"{name}: {json.dumps(x)} -> {json.dumps(y)}")
+    Not differences: top-level keys in `ignore` (what a resumed run may change), a key absent on one side and null on
+    the other, a `model` argument left out where the other side gives its constructor default (`latent_size` absent
+    equals `latent_size=20` for a VAE), and the `model.event_size` that `train` adds to the saved copy when the
+    recipe has none.
+    """
 
-    walk("", saved, recipe)
-    return found
+    def complete(config: dict) -> dict:
+        config = json.loads(json.dumps({k: v for k, v in config.items() if k not in ignore}, default=str))
+        model = config.get("model")
+        if config.get("family") in models.FAMILIES and isinstance(model, dict):
+            spec = models.FAMILIES[config["family"]]
+            defaults = {name: parameter.default for name, parameter in model_arguments(config["family"]).items()
+                        if parameter.default is not inspect.Parameter.empty}
+            config["model"] = {**json.loads(json.dumps(defaults, default=str)), **spec.defaults, **model}
+        return config
+
+    def flatten(config: dict, prefix: str = "") -> dict:
+        flat = {}
+        for key, value in config.items():
+            if isinstance(value, dict) and value:
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = value
+        return flat
+
+    a, b = flatten(complete(saved)), flatten(complete(recipe))
+    if "model.event_size" not in b or b["model.event_size"] is None:
+        b.pop("model.event_size", None)
+        a.pop("model.event_size", None)
+    return [f"{key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}"
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]  # an absent key reads as null
 
 
 def experiments_dir() -> Path:

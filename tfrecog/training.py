@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import json
 import math
 import time
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrecog import checkpoints, checks, io, models
+from tfrecog import checkpoints, checks, io, models, recipes
 from tfrecog import data as data_lib
 from tfrecog._tf import keras
 
 __all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
-           "load_run", "model_arguments", "read_config", "recipe_diff", "run_state", "train"]
+           "load_run", "read_config", "run_state", "train"]
 
 
 class RunError(ValueError):
@@ -75,26 +74,6 @@ def _family(name: str) -> models.Family:
         raise RunError(str(err)) from None
 
 
-def _constructor_parameters(model_class: type) -> dict:
-    """name -> default (inspect.Parameter.empty where none) of the constructor arguments of `model_class` and its
-    bases, up to Keras's own."""
-    parameters = {"name": None}
-    for klass in model_class.__mro__:
-        if klass.__module__.startswith("keras"):
-            break  # Keras's own keyword arguments (dtype, trainable, ...) are not recipe entries, bar `name`
-        if "__init__" not in vars(klass):
-            continue
-        for parameter in inspect.signature(klass.__init__).parameters.values():
-            if parameter.name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                parameters.setdefault(parameter.name, parameter.default)  # the subclass's default wins
-    return parameters
-
-
-def model_arguments(model_class: type) -> list[str]:
-    """The constructor arguments a recipe's `model` entry may set for `model_class` (its own and its bases')."""
-    return sorted(_constructor_parameters(model_class))
-
-
 def build_model(config: dict, event_size: int):
     """Instantiates the recipe's model for data of `event_size` features.
 
@@ -103,7 +82,7 @@ def build_model(config: dict, event_size: int):
     """
     family = _family(config["family"])
     kwargs = dict(config["model"])
-    allowed = model_arguments(family.model_class)
+    allowed = sorted([*recipes.model_arguments(config["family"]), "name"])
     unknown = [key for key in kwargs if key not in allowed]
     if unknown:
         close = difflib.get_close_matches(unknown[0], allowed, n=1)
@@ -248,37 +227,6 @@ def read_config(path) -> dict:
     return config
 
 
-def _flatten(recipe: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in recipe.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def recipe_diff(saved: dict, given: dict, ignore=()) -> str:
-    """The entries where two recipes differ, in one line: `key saved -> given` for each dotted key
-    (`model.latent_size 20 -> 10`; an absent key is null), '' when they agree. A `model` argument left out counts
-    as its constructor default (so `latent_size` absent equals `latent_size=20` for a VAE). Top-level keys in
-    `ignore` are left out (`epochs`: a resumed run may train on for longer)."""
-
-    def complete(recipe):
-        recipe = json.loads(json.dumps({k: v for k, v in recipe.items() if k not in ignore}, default=str))
-        if recipe.get("family") in models.FAMILIES and isinstance(recipe.get("model"), dict):
-            spec = models.FAMILIES[recipe["family"]]
-            defaults = {name: default for name, default in _constructor_parameters(spec.model_class).items()
-                        if default is not inspect.Parameter.empty}
-            recipe["model"] = {**json.loads(json.dumps(defaults, default=str)), **spec.defaults, **recipe["model"]}
-        return recipe
-
-    a, b = _flatten(complete(saved)), _flatten(complete(given))
-    parts = [f"{key} {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}"
-             for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]  # an absent key reads as null
-    return ", ".join(parts)
-
-
 def _restore(model, checkpoint: checkpoints.Checkpoint, path: Path | None = None):
     """Loads a checkpoint's weights (`path`, default its last) into a compiled, built model."""
     path = path or checkpoint.last
@@ -318,9 +266,9 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
             given = copy.deepcopy(config)
             if isinstance(given.get("model"), dict) and "event_size" not in given["model"]:
                 given["model"]["event_size"] = saved["model"].get("event_size")  # recorded by the first start
-            differ = recipe_diff(saved, given, ignore=("epochs", "max_seconds"))
+            differ = recipes.diff(saved, given)
             if differ:
-                raise RunError(f"run folder {run_dir} holds a different recipe ({differ}, saved -> given); resume with "
+                raise RunError(f"run folder {run_dir} holds a different recipe ({'; '.join(differ)}); resume with "
                                "the saved recipe (config=None), or train into a new folder")
         config = saved
     elif config is None:
@@ -387,6 +335,7 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         RunCheckpoint(run_dir, state, config.get("checkpoint_every_seconds", 60), budget,
                       config.get("select_by", "elbo"), previous=checkpoint),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        *_image_logger(run_dir, config, train_split, valid_split),
         *(callbacks or []),
     ]
     x = train_split.x
@@ -401,6 +350,20 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     model.fit(x, batch_size=config["batch_size"], epochs=config["epochs"], initial_epoch=state["epoch"],
               validation_data=validation, callbacks=callbacks, verbose=verbose)
     return model, state
+
+
+def _image_logger(run_dir: Path, config: dict, train_split, valid_split) -> list:
+    """TensorBoard images of samples and reconstructions (`tfrecog.callbacks.TensorBoardImages`, in logs/images) for
+    an image dataset: every epoch up to 200 epochs, else every ceil(epochs / 200) epochs (at most about 200 pairs of
+    images in the event file) and at the last; none for documents."""
+    if train_split.image_shape is None:
+        return []
+    from tfrecog.callbacks import TensorBoardImages
+
+    examples = (valid_split if valid_split is not None else train_split).x[:32]
+    every = max(1, math.ceil(config["epochs"] / 200))
+    return [TensorBoardImages(run_dir / "logs" / "images", examples, train_split.image_shape, every=every,
+                              seed=int(config.get("seed", 0)))]
 
 
 def _uses_ema(model) -> bool:

@@ -252,6 +252,7 @@ class FusedTrainer:
         batch_size = int(batch_size or 100)
         self.set_num_train_examples(len(x))
         dataset, steps = self.fused_dataset(x, batch_size, shuffle=shuffle)
+        kwargs["callbacks"] = _with_update_progbar(kwargs.get("callbacks"), self._fused_mode)
         try:
             return super().fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch or steps,
                                validation_data=validation_data, shuffle=False, **kwargs)
@@ -321,6 +322,52 @@ class FusedTrainer:
             x = self.check_input(x)
             x = _without_autotuning(tf.data.Dataset.from_tensor_slices(x).batch(int(batch_size or 100)))
         return super().evaluate(x, **kwargs)
+
+
+class UpdateProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar for `fit`, counting parameter updates instead of Keras steps.
+
+    On the fused path one Keras step (one compiled call) makes S = `updates_per_step` updates, so the bar's target
+    for an epoch of T steps is S T updates and after step t (0-based) it shows S (t + 1). Evaluation and prediction
+    bars, which are not fused, count batches as Keras's do.
+    """
+
+    def __init__(self, updates_per_step: int):
+        super().__init__()
+        self.updates_per_step = int(updates_per_step)
+        self._training = False
+
+    def set_params(self, params):
+        super().set_params(params)
+        steps = params.get("steps")
+        self.target = None if steps is None else steps * self.updates_per_step
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._training = True
+
+    def on_train_end(self, logs=None):
+        self._training = False
+
+    def _maybe_init_progbar(self):
+        if self.progbar is None:
+            self.progbar = keras.utils.Progbar(target=self.target, verbose=self.verbose,
+                                               unit_name="update" if self._training else "step",
+                                               stateless_metrics=set())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._maybe_init_progbar()
+        self.seen = (batch + 1) * self.updates_per_step
+        if self.verbose == 1:
+            self.progbar.update(self.seen, list((logs or {}).items()), finalize=False)
+
+
+def _with_update_progbar(callbacks, updates_per_step: int) -> list:
+    """`callbacks` with an `UpdateProgbar` in front, unless the caller gave a progress bar of their own."""
+    callbacks = list(callbacks or [])
+    if any(isinstance(callback, keras.callbacks.ProgbarLogger) for callback in callbacks):
+        return callbacks
+    return [UpdateProgbar(updates_per_step), *callbacks]
 
 
 def _with_static_shape(tensor, shape):
