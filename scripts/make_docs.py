@@ -98,6 +98,30 @@ def readme_zoo_table() -> str:
     return "\n".join(lines)
 
 
+def ais_table() -> str:
+    """IS and AIS on the same test examples, for every card with `metrics.ais_log_likelihood` (scripts/ais_cards.py),
+    with BDMC's bounds and the inference gaps where the card has them."""
+    lines = ["| name | examples | IS on them (K) | AIS (T temperatures x C chains) | AIS - IS | BDMC gap (simulated x) "
+             "| approximation / amortisation gap |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for card in cards():
+        ais = card["metrics"].get("ais_log_likelihood")
+        if not ais:
+            continue
+        is_, diff = ais["importance_sampled_same_examples"], ais["ais_minus_importance_sampled"]
+        bdmc, gaps = card["metrics"].get("bdmc"), card["metrics"].get("inference_gaps")
+        bdmc_text = (f"{bdmc['gap']:.2f} ± {bdmc['gap_stderr']:.2f} ({bdmc['lower']:.2f} to {bdmc['upper']:.2f}, "
+                     f"n={bdmc['num_examples']})" if bdmc else "not run")
+        gaps_text = (f"{gaps['approximation_gap']:.2f} / {gaps['amortisation_gap']:.2f}" if gaps else "not run")
+        lines.append(f"| `{card['name']}` | `{ais['examples']}` ({ais['num_examples']}) | {is_['value']:.2f} ± "
+                     f"{is_['stderr']:.2f} (K={is_['samples']}) | {ais['log_likelihood']:.2f} ± "
+                     f"{ais['log_likelihood_stderr']:.2f} (T={ais['steps']}, C={ais['chains']}, "
+                     f"{ais['seconds']:.0f} s) | **{diff['value']:+.2f} ± {diff['stderr']:.2f}** | {bdmc_text} | "
+                     f"{gaps_text} |")
+    if len(lines) == 2:
+        lines.append("| (no card has AIS metrics yet: `python scripts/ais_cards.py NAME`) | | | | | | |")
+    return "\n".join(lines)
+
+
 def _card_section(card: dict) -> str:
     m, t, w, ds = card["metrics"], card["training"], card["weights"], card["dataset"]
     ll, elbo = m["test_log_likelihood"], m["test_elbo"]
@@ -120,6 +144,15 @@ def _card_section(card: dict) -> str:
     lines.append(f"- **check** (what `tfrecog zoo verify {card['name']} --metrics` re-computes): "
                  f"{check['value']:.2f} ± {check['stderr']:.2f} (K={check['samples']}, {check['num_examples']} "
                  f"examples: {subset}, seed {check['seed']}{spread}; `{command}`)")
+    ais = m.get("ais_log_likelihood")
+    if ais:
+        diff = ais["ais_minus_importance_sampled"]
+        lines.append(f"- **AIS log p(x)** {ais['log_likelihood']:.2f} ± {ais['log_likelihood_stderr']:.2f} on "
+                     f"`{ais['examples']}` ({ais['num_examples']} examples; {ais['steps']} temperatures x "
+                     f"{ais['chains']} chains, seed {ais['seed']}, {ais['seconds']:.0f} s); IS with "
+                     f"K={ais['importance_sampled_same_examples']['samples']} on the same examples "
+                     f"{ais['importance_sampled_same_examples']['value']:.2f}: AIS - IS = {diff['value']:+.2f} ± "
+                     f"{diff['stderr']:.2f} (`{ais['command']}`)")
     paper = card.get("paper") or {}
     lines.append(f"- **paper** {_paper(card)}" + (f"; {paper['note']}" if paper.get("note") else ""))
     best = f", best epoch {t['best_epoch']}" if t.get("best_epoch") is not None else ""
@@ -228,7 +261,8 @@ def fill_blocks(text: str, blocks: dict) -> str:
 def outputs() -> dict[Path, str]:
     """Every generated file's intended content."""
     result = {ROOT / "docs" / "zoo.md": zoo_page()}
-    blocks = {"zoo-table": readme_zoo_table, "vae-modes": vae_modes_table, "bench-suite": suite_table}
+    blocks = {"zoo-table": readme_zoo_table, "ais-table": ais_table, "vae-modes": vae_modes_table,
+              "bench-suite": suite_table}
     for name in ("README.md", "docs/speed.md"):
         path = ROOT / name
         result[path] = fill_blocks(path.read_text(), blocks)
