@@ -89,10 +89,11 @@ def hmc_posterior(model, x, seed, initial_state, step_size, settings: MCEMSettin
     (`tfp.mcmc.SimpleStepSizeAdaptation`, per chain: the step size has shape [B, 1]) during the first
     `num_adaptation_steps` transitions. By default that is the first half of the burn-in: a chain's adapted step
     size depends on where the chain has been, and the fixed-kernel transitions of the second half (which leave
-    p(z | x) invariant) wash that dependence out before samples are kept; with all of the burn-in adapted, the kept
-    first sample of a 3-leapfrog chain had a posterior spread about 6% too wide on the linear-Gaussian model (within the 3% sampling error with the
-    second half fixed). Without burn-in (persistent chains) every transition adapts: an adaptive sampler, each of
-    whose transitions is still a valid Metropolis-Hastings step for the step size it used.
+    p(z | x) invariant) wash that dependence out before samples are kept; with all of the burn-in adapted, the
+    kept first sample of a 3-leapfrog chain had a posterior spread about 6% too wide on the linear-Gaussian model
+    (within the 3% sampling error with the second half fixed). Without burn-in (persistent chains) every
+    transition adapts: an adaptive sampler, each of whose transitions is still a valid Metropolis-Hastings step
+    for the step size it used.
     A trajectory (leapfrog steps x step size) near a multiple of 2 pi posterior standard deviations returns
     close to where it started and mixes slowly; the per-chain step sizes differ, which spreads this out.
 
