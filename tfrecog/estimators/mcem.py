@@ -117,17 +117,22 @@ def hmc_posterior(model, x, seed, initial_state, step_size, settings: MCEMSettin
     def target_log_prob(*parts):
         return model.log_joint(x, pack_latents(model, [p[None] for p in parts]))[0]
 
-    kernel = tfp.mcmc.HamiltonianMonteCarlo(target_log_prob, step_size=list(step_size),
-                                            num_leapfrog_steps=int(settings.num_leapfrog_steps))
+    def run(initial_state, step_size, seed):
+        kernel = tfp.mcmc.HamiltonianMonteCarlo(target_log_prob, step_size=list(step_size),
+                                                num_leapfrog_steps=int(settings.num_leapfrog_steps))
+        kernel = tfp.mcmc.SimpleStepSizeAdaptation(
+            kernel, num_adaptation_steps=int(adaptation),
+            target_accept_prob=float(settings.target_accept_prob), adaptation_rate=float(settings.adaptation_rate))
+        return tfp.mcmc.sample_chain(
+            int(settings.num_results), current_state=initial_state, kernel=kernel, num_burnin_steps=burnin,
+            trace_fn=lambda _, results: (results.inner_results.is_accepted, results.new_step_size), seed=seed)
+
     adaptation = settings.num_adaptation_steps
     if adaptation is None:
         adaptation = burnin // 2 if burnin else int(settings.num_results)
-    kernel = tfp.mcmc.SimpleStepSizeAdaptation(
-        kernel, num_adaptation_steps=int(adaptation),
-        target_accept_prob=float(settings.target_accept_prob), adaptation_rate=float(settings.adaptation_rate))
-    samples, (accepted, new_step) = tfp.mcmc.sample_chain(
-        int(settings.num_results), current_state=initial_state, kernel=kernel, num_burnin_steps=burnin,
-        trace_fn=lambda _, results: (results.inner_results.is_accepted, results.new_step_size), seed=seed)
+    if tf.executing_eagerly():  # TFP's chains run far faster traced than eagerly (a model's `build` calls this)
+        run = tf.function(run, autograph=False)
+    samples, (accepted, new_step) = run(initial_state, list(step_size), seed)
     samples = [tf.stop_gradient(s) for s in samples]
     return HMCDraws(samples, [s[-1] for s in samples], [tf.stop_gradient(s[-1]) for s in new_step],
                     tf.reduce_mean(tf.cast(accepted, tf.float32), axis=0))
