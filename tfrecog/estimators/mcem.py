@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from tfrecog._tf import tf, tfp
 
-__all__ = ["HMCDraws", "MCEMChains", "MCEMSettings", "complete_data_loss", "hmc_posterior", "latent_parts",
-           "m_step", "mcem_objective", "mcem_settings", "mcem_train_update", "pack_latents"]
+__all__ = ["HMCDraws", "JitteredStepSize", "MCEMChains", "MCEMSettings", "complete_data_loss", "hmc_posterior",
+           "latent_parts", "m_step", "mcem_objective", "mcem_settings", "mcem_train_update", "pack_latents"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,7 @@ class MCEMSettings:
     adaptation_rate: float = 0.05
     m_steps: int = 1
     num_adaptation_steps: int | None = None
+    step_size_jitter: float = 0.5
 
     def __post_init__(self):
         for name in ("num_leapfrog_steps", "num_results", "m_steps"):
@@ -44,6 +45,8 @@ class MCEMSettings:
                 raise ValueError(f"MCEMSettings.{name} must be an integer >= 1; got {getattr(self, name)!r}")
         if int(self.num_burnin_steps) < 0:
             raise ValueError(f"MCEMSettings.num_burnin_steps must be an integer >= 0; got {self.num_burnin_steps!r}")
+        if not 0 <= self.step_size_jitter < 1:
+            raise ValueError(f"MCEMSettings.step_size_jitter must lie in [0, 1); got {self.step_size_jitter!r}")
         if not self.step_size > 0 or not 0 < self.target_accept_prob < 1 or not self.adaptation_rate >= 0:
             raise ValueError("MCEMSettings needs step_size > 0, 0 < target_accept_prob < 1 and adaptation_rate >= 0; "
                              f"got {self.step_size!r}, {self.target_accept_prob!r}, {self.adaptation_rate!r}")
@@ -95,7 +98,10 @@ def hmc_posterior(model, x, seed, initial_state, step_size, settings: MCEMSettin
     transition adapts: an adaptive sampler, each of whose transitions is still a valid Metropolis-Hastings step
     for the step size it used.
     A trajectory (leapfrog steps x step size) near a multiple of 2 pi posterior standard deviations returns
-    close to where it started and mixes slowly; the per-chain step sizes differ, which spreads this out.
+    close to where it started: on the linear-Gaussian model, 5 or 10 leapfrog steps at the adapted step size
+    made chains that hardly moved. Each transition therefore scales the step size by u ~ U(1 - j, 1 + j)
+    (`step_size_jitter`, Neal 2011, section 5.4.2.2), which leaves every transition valid (u is drawn
+    independently of the state) and breaks the resonance.
 
     Args:
       model: exposes `log_joint(x, z)` for z [1, B, ...] and `prior()` (its sample structure is the latents').
@@ -119,7 +125,9 @@ def hmc_posterior(model, x, seed, initial_state, step_size, settings: MCEMSettin
 
     def run(initial_state, step_size, seed):
         kernel = tfp.mcmc.HamiltonianMonteCarlo(target_log_prob, step_size=list(step_size),
-                                                num_leapfrog_steps=int(settings.num_leapfrog_steps))
+                                                num_leapfrog_steps=int(settings.num_leapfrog_steps),
+                                                store_parameters_in_results=True)
+        kernel = JitteredStepSize(kernel, float(settings.step_size_jitter))
         kernel = tfp.mcmc.SimpleStepSizeAdaptation(
             kernel, num_adaptation_steps=int(adaptation),
             target_accept_prob=float(settings.target_accept_prob), adaptation_rate=float(settings.adaptation_rate))
@@ -136,6 +144,42 @@ def hmc_posterior(model, x, seed, initial_state, step_size, settings: MCEMSettin
     samples = [tf.stop_gradient(s) for s in samples]
     return HMCDraws(samples, [s[-1] for s in samples], [tf.stop_gradient(s[-1]) for s in new_step],
                     tf.reduce_mean(tf.cast(accepted, tf.float32), axis=0))
+
+
+class JitteredStepSize(tfp.mcmc.TransitionKernel):
+    """Wraps a `tfp.mcmc.HamiltonianMonteCarlo` (built with `store_parameters_in_results=True`): each transition
+    uses the step size held in the results times u ~ U(1 - jitter, 1 + jitter), one u per chain (the step size's
+    shape), and hands back the results with the unjittered step size, for a step-size adaptation outside it."""
+
+    def __init__(self, inner_kernel, jitter: float):
+        self._parameters = {"inner_kernel": inner_kernel, "jitter": float(jitter)}
+
+    @property
+    def parameters(self):
+        return self._parameters
+
+    @property
+    def inner_kernel(self):
+        return self._parameters["inner_kernel"]
+
+    @property
+    def is_calibrated(self):
+        return self.inner_kernel.is_calibrated
+
+    def bootstrap_results(self, init_state):
+        return self.inner_kernel.bootstrap_results(init_state)
+
+    def one_step(self, current_state, previous_kernel_results, seed=None):
+        jitter = self._parameters["jitter"]
+        jitter_seed, step_seed = tfp.random.split_seed(seed, 2)
+        accepted = previous_kernel_results.accepted_results
+        base = accepted.step_size
+        if jitter:
+            u = tf.random.stateless_uniform(tf.shape(base[0]), jitter_seed, 1.0 - jitter, 1.0 + jitter)
+            previous_kernel_results = previous_kernel_results._replace(
+                accepted_results=accepted._replace(step_size=[b * u for b in base]))
+        state, results = self.inner_kernel.one_step(current_state, previous_kernel_results, seed=step_seed)
+        return state, results._replace(accepted_results=results.accepted_results._replace(step_size=base))
 
 
 def complete_data_loss(model, x, samples):
