@@ -140,7 +140,8 @@ def test_mcem_is_registered_for_continuous_latents_only():
 
 
 @pytest.mark.parametrize("field, value", [("num_leapfrog_steps", 0), ("num_results", 0), ("m_steps", 0),
-                                          ("num_burnin_steps", -1), ("step_size", 0.0), ("target_accept_prob", 1.0)])
+                                          ("num_burnin_steps", -1), ("step_size", 0.0), ("target_accept_prob", 1.0),
+                                          ("step_size_jitter", 1.0)])
 def test_bad_settings_are_one_line_errors(field, value):
     with pytest.raises(ValueError, match="MCEMSettings") as error:
         MCEMSettings(**{field: value})
