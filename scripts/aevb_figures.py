@@ -97,26 +97,53 @@ def lower_bound(model, x, seed: int = 0) -> tuple[float, float]:
 
 class Trainer:
     """Trains one model by `method` in steps of examples seen: AEVB and wake-sleep by the fused `fit`, MCEM by
-    `MCEMChains` (persistent chains: one HMC transition of 10 leapfrog steps per visit, then 5 weight updates)."""
+    `MCEMChains` (persistent chains: one HMC transition of 10 leapfrog steps per visit, then 5 weight updates).
 
-    def __init__(self, method: str, model, x, step_size: float, seed: int):
+    The step-size candidates share one model and its compiled training function: `restart(step_size)` puts back
+    the initial weights and optimizer state and sets the learning rate, `snapshot`/`restore` keep the best."""
+
+    def __init__(self, method: str, model, x, seed: int):
         from tfrecog._tf import keras
 
         self.method, self.model, self.x, self.seed = method, model, x, seed
-        model.compile(optimizer=keras.optimizers.Adagrad(step_size), steps_per_execution=50)
+        model.compile(optimizer=keras.optimizers.Adagrad(STEP_SIZES[0]), steps_per_execution=50)
         model.build_for_training()
         model.set_num_train_examples(len(x))
-        self.seen = 0
-        self.seconds = 0.0
-        self.last = {}
-        if method == "mcem":
-            from tfrecog.estimators import MCEMChains, MCEMSettings
+        self.initial = self.snapshot()
 
-            settings = MCEMSettings(num_leapfrog_steps=10, num_burnin_steps=0, num_results=1, step_size=0.05,
-                                    target_accept_prob=0.9, m_steps=5)
-            self.chains = MCEMChains(model, len(x), settings, seed=seed)
-            self.rng = np.random.default_rng(seed)
-            self.order = np.zeros(0, np.int64)
+    def _new_chains(self):
+        from tfrecog.estimators import MCEMChains, MCEMSettings
+
+        settings = MCEMSettings(num_leapfrog_steps=10, num_burnin_steps=0, num_results=1, step_size=0.05,
+                                target_accept_prob=0.9, m_steps=5)
+        self.chains = MCEMChains(self.model, len(self.x), settings, seed=self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.order = np.zeros(0, np.int64)
+
+    def snapshot(self):
+        state = {"weights": self.model.get_weights(), "optimizer": [v.numpy() for v in self.model.optimizer.variables],
+                 "seen": getattr(self, "seen", 0), "seconds": getattr(self, "seconds", 0.0),
+                 "last": dict(getattr(self, "last", {}))}
+        if self.method == "mcem" and hasattr(self, "chains"):
+            state["chains"] = [v.numpy() for v in self.chains.state + self.chains.step_size]
+            state["order"], state["rng"] = self.order.copy(), self.rng.bit_generator.state
+        return state
+
+    def restore(self, state):
+        self.model.set_weights(state["weights"])
+        for variable, value in zip(self.model.optimizer.variables, state["optimizer"]):
+            variable.assign(value)
+        self.seen, self.seconds, self.last = state["seen"], state["seconds"], dict(state["last"])
+        if self.method == "mcem":
+            self._new_chains()
+            if "chains" in state:
+                for variable, value in zip(self.chains.state + self.chains.step_size, state["chains"]):
+                    variable.assign(value)
+                self.order, self.rng.bit_generator.state = state["order"].copy(), state["rng"]
+
+    def restart(self, step_size: float):
+        self.restore(self.initial)
+        self.model.optimizer.learning_rate = step_size
 
     def train_to(self, examples: int):
         start = time.perf_counter()
@@ -148,26 +175,21 @@ class Trainer:
 
 
 def select_and_train(method, build, x, select: int, seed: int, log):
-    """The three Adagrad step sizes from the same initialisation for `select` examples; returns the best trainer
-    (by `Trainer.objective`) and every candidate's score."""
+    """The three Adagrad step sizes from the same initialisation for `select` examples each; returns the trainer
+    holding the best (by `Trainer.objective`) and every candidate's score."""
+    trainer = Trainer(method, build(), x, seed)
     scores, best = {}, None
-    initial = None
     for step_size in STEP_SIZES:
-        model = build()
-        if initial is None:
-            initial = model.get_weights()
-        else:
-            model.set_weights(initial)
-        trainer = Trainer(method, model, x, step_size, seed)
+        trainer.restart(step_size)
         trainer.train_to(select)
-        scores[step_size] = trainer.objective()
-        log(f"  step size {step_size}: objective {scores[step_size]:.2f} after {trainer.seen} examples "
-            f"({trainer.seconds:.0f} s)")
-        if not math.isfinite(scores[step_size]):
-            scores[step_size] = float("-inf")  # diverged
+        score = trainer.objective()
+        scores[step_size] = score if math.isfinite(score) else float("-inf")  # diverged
+        log(f"  step size {step_size}: objective {score:.2f} after {trainer.seen} examples ({trainer.seconds:.0f} s)")
         if best is None or scores[step_size] > scores[best[0]]:
-            best = (step_size, trainer)
-    return best[0], best[1], scores
+            best = (step_size, trainer.snapshot())
+    trainer.restore(best[1])
+    trainer.model.optimizer.learning_rate = best[0]
+    return best[0], trainer, scores
 
 
 def run_curve(name, method, build, x, evaluate, budget, select, seed, out: Path, log, extra: dict):
@@ -180,6 +202,8 @@ def run_curve(name, method, build, x, evaluate, budget, select, seed, out: Path,
     points = []
     for examples in checkpoints(budget, select):
         trainer.train_to(examples)
+        if points and points[-1]["examples"] == trainer.seen:
+            continue  # a fused step of `fit` went past this checkpoint too
         start = time.perf_counter()
         values = evaluate(trainer.model)
         points.append({"examples": trainer.seen, "train_seconds": trainer.seconds,
