@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a compiled bound per model
+JIT = [False]  # --jit: XLA for training and the bound
 ROOT = Path(__file__).resolve().parents[1]
 STEP_SIZES = (0.01, 0.02, 0.1)
 BATCH = 100
@@ -89,7 +90,7 @@ def lower_bound(model, x, seed: int = 0) -> tuple[float, float]:
             z, kl = model.sample_posterior_and_kl(xb, 1, s, True)
             return model.observation_log_prob(xb, z)[0] - kl
 
-        fn = BOUNDS[model] = tf.function(bound, jit_compile=True, reduce_retracing=True)
+        fn = BOUNDS[model] = tf.function(bound, jit_compile=JIT[0], reduce_retracing=True)
     values = np.concatenate([fn(tf.constant(x[i:i + 500]), tf.constant([seed, i], tf.int32)).numpy()
                              for i in range(0, len(x), 500)])
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
@@ -102,11 +103,13 @@ class Trainer:
     The step-size candidates share one model and its compiled training function: `restart(step_size)` puts back
     the initial weights and optimizer state and sets the learning rate, `snapshot`/`restore` keep the best."""
 
-    def __init__(self, method: str, model, x, seed: int):
+    def __init__(self, method: str, model, x, seed: int, jit_compile: bool = False):
         from tfrecog._tf import keras
 
         self.method, self.model, self.x, self.seed = method, model, x, seed
-        model.compile(optimizer=keras.optimizers.Adagrad(STEP_SIZES[0]), steps_per_execution=50)
+        # Without XLA by default: at these budgets (and a starved CPU) compiling took longer than training.
+        model.compile(optimizer=keras.optimizers.Adagrad(STEP_SIZES[0]), steps_per_execution=50,
+                      jit_compile=jit_compile)
         model.build_for_training()
         model.set_num_train_examples(len(x))
         self.initial = self.snapshot()
@@ -174,10 +177,10 @@ class Trainer:
         return lower_bound(self.model, self.x[:2000], seed=1)[0]
 
 
-def select_and_train(method, build, x, select: int, seed: int, log):
+def select_and_train(method, build, x, select: int, seed: int, log, jit_compile: bool = False):
     """The three Adagrad step sizes from the same initialisation for `select` examples each; returns the trainer
     holding the best (by `Trainer.objective`) and every candidate's score."""
-    trainer = Trainer(method, build(), x, seed)
+    trainer = Trainer(method, build(), x, seed, jit_compile)
     scores, best = {}, None
     for step_size in STEP_SIZES:
         trainer.restart(step_size)
@@ -198,7 +201,7 @@ def run_curve(name, method, build, x, evaluate, budget, select, seed, out: Path,
         log(f"{name}: done ({path})")
         return
     log(f"{name}: selecting the step size on {select} examples")
-    step_size, trainer, scores = select_and_train(method, build, x, select, seed, log)
+    step_size, trainer, scores = select_and_train(method, build, x, select, seed, log, JIT[0])
     points = []
     for examples in checkpoints(budget, select):
         trainer.train_to(examples)
@@ -389,9 +392,11 @@ def main(argv=None) -> int:
     parser.add_argument("--hmc-samples", type=int, default=50, help="fig3: L of the marginal-likelihood estimator")
     parser.add_argument("--hmc-burnin", type=int, default=100, help="fig3: its burn-in transitions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jit", action="store_true", help="compile training with XLA (faster for long runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "aevb")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    JIT[0] = bool(args.jit)
 
     def log(message):
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
