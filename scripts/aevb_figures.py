@@ -297,29 +297,38 @@ def load_runs(out: Path, figure: int) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob(f"fig{figure}-*.json"))]
 
 
-def _plot(panels, path, ylabel):
+def _plot(panels, shape, path, ylabel):
+    """panels: (row, column, title, runs); one axis per panel of a rows x columns grid, train solid, test dashed."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    rows = max(1, len(panels) // 5 + (len(panels) % 5 > 0)) if len(panels) > 2 else 1
-    cols = min(len(panels), 5)
+    rows, cols = shape
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, (title, runs) in zip(axes.flat, panels):
+    used = set()
+    for row, col, title, runs in panels:
+        ax = axes[row, col]
+        used.add((row, col))
         for run in runs:
             x = [p["examples"] for p in run["points"]]
             colour = COLOURS[run["method"]]
             ax.plot(x, [p["train"] for p in run["points"]], "-", color=colour, label=f"{LABELS[run['method']]} train")
             ax.plot(x, [p["test"] for p in run["points"]], "--", color=colour, label=f"{LABELS[run['method']]} test")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training examples seen", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes.flat[0].set_ylabel(ylabel, fontsize=8)
-    axes.flat[0].legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+        if col == 0:
+            ax.set_ylabel(ylabel, fontsize=8)
+        if (row, col) == min(used):
+            ax.legend(fontsize=6)
+    for row in range(rows):
+        for col in range(cols):
+            if (row, col) not in used:
+                axes[row, col].axis("off")
     fig.tight_layout()
     from tfrecog import io
 
@@ -349,22 +358,22 @@ def report(args, log):
     runs2 = load_runs(args.out, 2)
     if runs2:
         panels = []
-        for dataset in FIG2_DATA:
-            for latent in FIG2_LATENTS:
+        for row, dataset in enumerate(FIG2_DATA):
+            for col, latent in enumerate(FIG2_LATENTS):
                 chosen = [r for r in runs2 if r["dataset"] == dataset and r["latent"] == latent]
                 if chosen:
-                    panels.append((f"{dataset}, Nz = {latent}", chosen))
-        _plot(panels, docs / "aevb-fig2.png", "lower bound per example (nats)")
+                    panels.append((row, col, f"{dataset}, Nz = {latent}", chosen))
+        _plot(panels, (len(FIG2_DATA), len(FIG2_LATENTS)), docs / "aevb-fig2.png", "lower bound per example (nats)")
         runs2.sort(key=lambda r: (r["dataset"], r["latent"], r["method"]))
         blocks["aevb-fig2"] = table(runs2, [("dataset", lambda r: r["dataset"]), ("Nz", lambda r: r["latent"])])
     runs3 = load_runs(args.out, 3)
     if runs3:
         panels = []
-        for size in FIG3_SIZES:
+        for col, size in enumerate(FIG3_SIZES):
             chosen = [r for r in runs3 if r["train_examples"] == size]
             if chosen:
-                panels.append((f"N_train = {size:,}, Nz = 3", chosen))
-        _plot(panels, docs / "aevb-fig3.png", "marginal log-likelihood (nats)")
+                panels.append((0, col, f"N_train = {size:,}, Nz = 3", chosen))
+        _plot(panels, (1, len(FIG3_SIZES)), docs / "aevb-fig3.png", "marginal log-likelihood (nats)")
         runs3.sort(key=lambda r: (r["train_examples"], FIG3_METHODS.index(r["method"])))
         blocks["aevb-fig3"] = table(runs3, [("N_train", lambda r: f"{r['train_examples']:,}")])
     page = docs / "aevb-figures.md"
