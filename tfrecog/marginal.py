@@ -54,19 +54,19 @@ def _make_estimator(model_ref, settings: MCEMSettings, num_samples: int, covaria
         fresh = hmc_posterior(model, x, eval_seed, fitted.final_state, fitted.step_size, eval_settings,
                               num_burnin_steps=0)
         z = tf.concat(fresh.samples, axis=-1)
-        log_ratio = q.log_prob(z) - _log_joint(model, x, fresh.samples, size)  # [L, B]
+        log_ratio = q.log_prob(z) - _log_joint(model, x, fresh.samples)  # [L, B]
         log_px = math.log(num_samples) - tf.reduce_logsumexp(log_ratio, axis=0)
         # The ELBO of the fitted q, E_q[log p(x, z) - log q(z)] by L draws of q: a lower bound on log p(x) in
         # expectation, beside it.
         z_q = q.sample(num_samples, seed=q_seed)
         parts = tf.split(z_q, [s.shape[-1] for s in fitted.samples], axis=-1)
-        elbo = tf.reduce_mean(_log_joint(model, x, parts, size) - q.log_prob(z_q), axis=0)
+        elbo = tf.reduce_mean(_log_joint(model, x, parts) - q.log_prob(z_q), axis=0)
         return log_px, elbo
 
     return tf.function(estimate, jit_compile=True, reduce_retracing=True)
 
 
-def _log_joint(model, x, parts, size):
+def _log_joint(model, x, parts):
     return model.log_joint(x, pack_latents(model, list(parts) if isinstance(parts, (list, tuple)) else [parts]))
 
 
