@@ -33,7 +33,7 @@ class UsageError(ValueError):
 # checks them against `tfrecog.models.FAMILIES` and `tfrecog.estimators.ESTIMATORS`.
 FAMILY_NAMES = ("vae", "sbn", "fdarn", "dlgm")
 ESTIMATOR_NAMES = ("sgvb_a", "sgvb_b", "iwae", "wake_sleep", "nvil", "vimco", "rws", "rws_sleep", "rws_wake_sleep",
-                   "disarm")
+                   "disarm", "mcem")
 
 # Defaults of `tfrecog train` options that are None in the parser, so that a resumed run can tell the options given
 # from the ones left out.

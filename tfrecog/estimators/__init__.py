@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from tfrecog.estimators.disarm import disarm
 from tfrecog.estimators.iwae import iwae
+from tfrecog.estimators.mcem import MCEMChains, MCEMSettings, mcem_objective, mcem_train_update
 from tfrecog.estimators.nvil import NVILState, nvil, nvil_objective, nvil_train_update
 from tfrecog.estimators.rws import rws
 from tfrecog.estimators.sgvb import sgvb
@@ -91,6 +92,9 @@ ESTIMATORS = {estimator.name: estimator for estimator in (
     Estimator("rws_sleep", _rws_sleep, ("sbn",), min_samples=2),
     Estimator("rws_wake_sleep", _rws_wake_sleep, ("sbn",), min_samples=2),
     Estimator("disarm", disarm, ("sbn",)),
+    # Monte Carlo EM: HMC chains on p(z | x) (re-initialised at the prior each update; `MCEMChains` keeps
+    # persistent ones) and a gradient step on the complete-data log-likelihood; the recognition model is untouched.
+    Estimator("mcem", mcem_objective, REPARAMETERISED, train_update=mcem_train_update),
 )}
 
 
@@ -115,5 +119,6 @@ def check(name: str, family: str, num_samples: int) -> Estimator:
     return estimator
 
 
-__all__ = ["ESTIMATORS", "Estimator", "NVILState", "check", "disarm", "get", "iwae", "nvil", "nvil_objective",
-           "nvil_train_update", "rws", "sgvb", "vimco", "wake_sleep"]
+__all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "disarm", "get", "iwae",
+           "mcem_objective", "mcem_train_update", "nvil", "nvil_objective", "nvil_train_update", "rws", "sgvb",
+           "vimco", "wake_sleep"]
