@@ -363,6 +363,10 @@ class FusedTrainer:
                 return self._resident_data.stream, math.ceil(n / (batch_size * updates))
             ds = tf.data.Dataset.range(n, output_type=tf.int32)
         else:
+            replicas = self._num_replicas()
+            if batch_size % replicas:
+                raise InputError(f"batch_size={batch_size} does not split over the {replicas} replicas of the "
+                                 f"{type(self.distribute_strategy).__name__}: expected a multiple of {replicas}")
             ds = tf.data.Dataset.from_tensor_slices(x)
         if shuffle:
             ds = ds.shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
