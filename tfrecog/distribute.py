@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 
 from tfrecog._tf import tf
 
@@ -107,12 +109,53 @@ def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ
     config = read_tf_config(environ)
     if environ is not None:
         os.environ["TF_CONFIG"] = environ["TF_CONFIG"]
+    wait_for_peers(config, timeout_seconds)
     _configure_coordination(config, timeout_seconds)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, RuntimeError) as err:
         raise DistributeError(_unreachable(config, timeout_seconds, err)) from None
     return strategy
+
+
+def wait_for_peers(config: dict, timeout_seconds: float = 120.0):
+    """Waits until every other address of the cluster accepts TCP connections, at most `timeout_seconds`; else a
+    `DistributeError` names the addresses that did not answer.
+
+    TensorFlow's own cluster join can wait forever (and then ignores SIGTERM), so this plain-socket check runs first:
+    this process listens on its own address meanwhile (without accepting: the kernel completes the handshake), so a
+    peer doing the same check sees it, and closes it before TensorFlow's server takes the port.
+    """
+    own = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+    peers = [a for job in ("chief", "worker") for a in config["cluster"].get(job, []) if a != own]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(own.rpartition(":")[2])))
+        listener.listen(64)
+    except OSError as err:
+        listener.close()
+        raise DistributeError(f"cannot listen on {own}, this task's address in TF_CONFIG ({err.strerror}): expected a "
+                              "free port on this machine") from None
+    deadline = time.monotonic() + timeout_seconds
+    waiting = list(peers)
+    try:
+        while waiting:
+            for address in list(waiting):
+                host, _, port = address.rpartition(":")
+                try:
+                    with socket.create_connection((host, int(port)), timeout=1.0):
+                        waiting.remove(address)
+                except OSError:
+                    pass
+            if waiting and time.monotonic() > deadline:
+                raise DistributeError(f"the cluster of TF_CONFIG did not assemble within {timeout_seconds:g} s: no "
+                                      f"answer from {', '.join(waiting)}; expected every address of the cluster to run "
+                                      "the same command with its own task index")
+            if waiting:
+                time.sleep(0.2)
+    finally:
+        listener.close()
 
 
 def _unreachable(config, timeout_seconds, err) -> str:
