@@ -133,16 +133,27 @@ class FusedTrainer:
         def results():
             return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
 
-        @tf.function
-        def multi_step(iterator):
-            block = next(iterator)
+        def updates(block):
             block = block[0] if isinstance(block, (tuple, list)) else block
             tf.while_loop(lambda s: s < num_updates,
                           lambda s: (strategy.run(replica_update, args=(block, s)), s + 1)[1],
                           [tf.constant(0)], maximum_iterations=num_updates)
-            return _reduce_mean(strategy, strategy.run(results))
+            return tf.constant(True)
 
-        return multi_step
+        @tf.function
+        def multi_step(iterator):
+            optional = iterator.get_next_as_optional()  # a finite tf.data.Dataset ends the epoch (StopIteration)
+            has_value = tf.cond(optional.has_value(), lambda: updates(optional.get_value()),
+                                lambda: tf.constant(False))
+            return has_value, _reduce_mean(strategy, strategy.run(results))
+
+        def function(iterator):
+            has_value, logs = multi_step(iterator)
+            if not bool(has_value):
+                raise StopIteration
+            return logs
+
+        return function
 
     def _replica_train_update(self, x):
         """One replica's part of an update: its gradient (an XLA computation where compiled with jit_compile), then
