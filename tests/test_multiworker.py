@@ -74,7 +74,7 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     rows = (run / "history.csv").read_text().strip().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]  # one row per epoch: a single writer
     state = json.loads(next((run / "checkpoints").glob("ckpt-*/state.json")).read_text())
-    assert state["epoch"] == 2 and state["updates"] == 100  # 5000 / 100 per epoch: the global batch is 100
+    assert state["epoch"] == 2 and state["updates"] == 80  # 4000 training digits / 100 per update: the global batch
     assert not (homes[1] / "runs").exists()  # worker 1 wrote nothing at its own view of the run folder
     assert list((homes[1] / "tmp").iterdir()) == []  # and deleted its scratch folder
     assert "worker done: the chief wrote the run folder" in logs[1]
