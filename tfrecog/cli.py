@@ -225,8 +225,14 @@ def cmd_evaluate(args):
     if os.sep in args.run and not Path(args.run).exists():  # a path, not a zoo name
         raise FileNotFoundError(f"run folder {args.run} does not exist: expected a folder made by `tfrecog train` "
                                 "(or a zoo name)")
-    result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
-                             batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    strategy = _strategy(args)
+    if strategy is None:
+        result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                                 batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    else:  # the model loads under the strategy, and log_likelihood shares the batches over its replicas
+        with strategy.scope():
+            result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                                     batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     print(result)
 
 
@@ -552,6 +558,9 @@ def build_parser():
     p.add_argument("--limit", type=_COUNT["limit"], help="evaluate only the first N examples")
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default",
+                   help="share the batches over every local device (mirrored) or the cluster of TF_CONFIG "
+                        "(multi-worker; docs/scaling.md)")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("sample", help="write a grid of samples from a run or zoo model")

@@ -38,12 +38,14 @@ def read_tf_config(environ=None) -> dict:
     if not text:
         raise DistributeError('--strategy multi-worker needs the TF_CONFIG environment variable: expected '
                               'TF_CONFIG=\'{"cluster": {"worker": ["host0:port", "host1:port"]}, '
-                              '"task": {"type": "worker", "index": 0}}\' on every machine (index = its place in the list)')
+                              '"task": {"type": "worker", "index": 0}}\' on every machine '
+                              '(index = its place in the list)')
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:
         raise DistributeError(f"TF_CONFIG is not JSON ({err.msg} at character {err.pos}): expected "
-                              '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}') from None
+                              '{"cluster": {"worker": ["host:port", ...]}, '
+                              '"task": {"type": "worker", "index": i}}') from None
     expected = 'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}'
     if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(
             config.get("task"), dict):
@@ -64,7 +66,8 @@ def read_tf_config(environ=None) -> dict:
         raise DistributeError(f"TF_CONFIG's cluster has no 'worker' list: {expected}")
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
-        raise DistributeError(f"TF_CONFIG's task type is {kind!r}: expected one of the cluster's jobs {sorted(cluster)}")
+        raise DistributeError(f"TF_CONFIG's task type is {kind!r}: expected one of the cluster's jobs "
+                              f"{sorted(cluster)}")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
         raise DistributeError(f"TF_CONFIG's task index is {index!r}: expected an integer from 0 to "
                               f"{len(cluster[kind]) - 1} (the place of this machine in cluster[{kind!r}])")

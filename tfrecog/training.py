@@ -531,7 +531,8 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
         "dataset": config["dataset"],
         "binarize": config.get("binarize"),
     }
-    io.write_json(metrics_path, metrics)
+    if distribute.is_chief():  # under a multi-worker strategy, every worker evaluates its share; the chief writes
+        io.write_json(metrics_path, metrics)
     return result
 
 
