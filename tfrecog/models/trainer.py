@@ -112,6 +112,25 @@ class FusedTrainer:
             self.train_function = self._replicated_train_function()
         return self.train_function
 
+    def make_test_function(self, force=False):
+        """Keras's test function with one device; under a strategy, one `strategy.run` of `test_step` per call, the
+        metrics averaged over the replicas (Keras's own reduces each scalar along an axis 0 that it does not have
+        under MultiWorkerMirroredStrategy: 'Invalid reduction dimension 0 for input with 0 dimensions')."""
+        if not self._distributed() or self.run_eagerly:
+            return super().make_test_function(force)
+        if self.test_function is None or force:
+            strategy = self.distribute_strategy
+
+            def evaluate(batch):
+                strategy.run(self.test_step, args=(batch,))
+                return tf.constant(True)
+
+            self.test_function = _stepper(strategy, evaluate, self._tracker_results)
+        return self.test_function
+
+    def _tracker_results(self):
+        return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
+
     def _replicated_train_function(self):
         """One call = S updates over R replicas: a `tf.while_loop` (in the cross-replica context) whose body is one
         `strategy.run`, in which each replica takes its M / R rows of the minibatch, computes its gradient (under XLA
@@ -130,9 +149,6 @@ class FusedTrainer:
             self._update_trackers(self._replica_train_update(minibatch))
             return tf.constant(0)
 
-        def results():
-            return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
-
         def updates(block):
             block = block[0] if isinstance(block, (tuple, list)) else block
             tf.while_loop(lambda s: s < num_updates,
@@ -140,20 +156,7 @@ class FusedTrainer:
                           [tf.constant(0)], maximum_iterations=num_updates)
             return tf.constant(True)
 
-        @tf.function
-        def multi_step(iterator):
-            optional = iterator.get_next_as_optional()  # a finite tf.data.Dataset ends the epoch (StopIteration)
-            has_value = tf.cond(optional.has_value(), lambda: updates(optional.get_value()),
-                                lambda: tf.constant(False))
-            return has_value, _reduce_mean(strategy, strategy.run(results))
-
-        def function(iterator):
-            has_value, logs = multi_step(iterator)
-            if not bool(has_value):
-                raise StopIteration
-            return logs
-
-        return function
+        return _stepper(strategy, updates, self._tracker_results)
 
     def _replica_train_update(self, x):
         """One replica's part of an update: its gradient (an XLA computation where compiled with jit_compile), then
@@ -418,6 +421,26 @@ def _column(block, s, num_updates, event_size):
         return _with_static_shape(tf.cast(block, tf.float32), [None, event_size])
     block = _with_static_shape(tf.cast(block, tf.float32), [None, num_updates, event_size])
     return tf.gather(block, s, axis=1)
+
+
+def _stepper(strategy, step, results):
+    """Keras's `train_function`/`test_function` contract under a strategy: `function(iterator)` runs `step` on the
+    iterator's next element in one `tf.function` and returns the replicas' mean `results()`; raises StopIteration
+    when the iterator is exhausted (a finite `tf.data.Dataset` ends the epoch)."""
+
+    @tf.function
+    def run(iterator):
+        optional = iterator.get_next_as_optional()
+        has_value = tf.cond(optional.has_value(), lambda: step(optional.get_value()), lambda: tf.constant(False))
+        return has_value, _reduce_mean(strategy, strategy.run(results))
+
+    def function(iterator):
+        has_value, logs = run(iterator)
+        if not bool(has_value):
+            raise StopIteration
+        return logs
+
+    return function
 
 
 def _reduce_mean(strategy, values):
