@@ -291,6 +291,8 @@ class FusedTrainer:
         config = super().get_compile_config()
         if config:
             config["steps_per_execution"] = max(self._fused_steps, config.get("steps_per_execution", 1))
+            if self._replicated_xla:
+                config["jit_compile"] = True  # asked for; under a strategy it applies to each replica's gradient
         return config
 
     def compile_from_config(self, config):
