@@ -23,7 +23,8 @@ RUNTIME = REPO / "export" / "tfrecog_runtime"
 # Bottom first. A module may import from its own layer and the layers below it. Patterns match module names.
 LAYERS = [
     ("foundation: TensorFlow set-up, files, version", ["tfrecog._tf", "tfrecog.io", "tfrecog.version",
-                                                       "tfrecog.estimates", "tfrecog.checks", "tfrecog.cards"]),
+                                                       "tfrecog.estimates", "tfrecog.checks", "tfrecog.cards",
+                                                       "tfrecog.distribute"]),
     ("building blocks: datasets, layers, estimators", ["tfrecog.data", "tfrecog.layers", "tfrecog.layers.*",
                                                       "tfrecog.estimators", "tfrecog.estimators.*"]),
     ("the fused training loop", ["tfrecog.models.trainer"]),

@@ -109,9 +109,26 @@ def _free_folder(run: Path) -> Path:
     return Path(f"{run}-{number}")
 
 
+def _strategy(args):
+    """The `tf.distribute` strategy of `--strategy` (None: TensorFlow's default, one device); a malformed or missing
+    TF_CONFIG is a usage error, a cluster that does not assemble in time a failure."""
+    name = getattr(args, "strategy", None) or "default"
+    if name == "default":
+        return None
+    from tfrecog import distribute
+
+    if name == "multi-worker":
+        try:
+            distribute.read_tf_config()
+        except distribute.DistributeError as err:
+            raise UsageError(str(err)) from None
+    return distribute.make_strategy(name, timeout_seconds=float(os.environ.get("TFRECOG_CLUSTER_TIMEOUT", 120)))
+
+
 def cmd_train(args):
     from tfrecog import recipes, training
 
+    args.strategy = _strategy(args)
     if args.recipe is not None:
         return _train_recipe(args)
     if args.family is None:
@@ -133,7 +150,7 @@ def cmd_train(args):
                              "leave these options out to resume it, or pass --new-run to start a new run")
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs, max_seconds=args.max_seconds,
-                       verbose=progress)
+                       verbose=progress, strategy=args.strategy)
     else:
         optimizer = _merge({"class_name": TRAIN_DEFAULTS["optimizer"],
                             "config": {"learning_rate": TRAIN_DEFAULTS["lr"]}}, options.pop("optimizer", {}))
@@ -141,17 +158,26 @@ def cmd_train(args):
                      "optimizer": optimizer}
         overrides.pop("dataset", None)
         config = training.default_config(args.family, dataset, **overrides)
-        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress)
-    from tfrecog import plots
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress,
+                       strategy=args.strategy)
+    _finish(run, args.strategy)
 
-    plots.learning_curves(run / "history.csv", run / "curves.png")
-    print(f"run folder: {run}")
+
+def _finish(run: Path, strategy):
+    """The learning curves and the run folder's name, on the chief only (the other workers wrote nothing there)."""
+    from tfrecog import distribute, plots
+
+    if distribute.is_chief(strategy):
+        plots.learning_curves(run / "history.csv", run / "curves.png")
+        print(f"run folder: {run}")
+    else:
+        print(f"worker done: the chief wrote the run folder {run}")
 
 
 def _train_recipe(args):
     """`tfrecog train --recipe FILE_OR_NAME --run DIR`: the recipe file (validated, `tfrecog.recipes`) into DIR; on an
     existing DIR it resumes, refusing a recipe that differs from the saved one but for epochs and max_seconds."""
-    from tfrecog import plots, recipes, training, zoo
+    from tfrecog import recipes, training, zoo
 
     if args.family is not None or args.set or any(getattr(args, flag) is not None for flag in _MODEL_FLAGS):
         raise UsageError("--recipe takes the model and its training from the recipe file; give no FAMILY, --set or "
@@ -168,13 +194,13 @@ def _train_recipe(args):
                              "use a new --run folder")
         print(f"resuming {run}")
         training.train(None, run, data_dir=args.data_dir, epochs=args.epochs or config["epochs"],
-                       max_seconds=args.max_seconds, verbose=progress)
+                       max_seconds=args.max_seconds, verbose=progress, strategy=args.strategy)
     else:
         if args.epochs is not None:
             config["epochs"] = args.epochs
-        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress)
-    plots.learning_curves(run / "history.csv", run / "curves.png")
-    print(f"run folder: {run}")
+        training.train(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds, verbose=progress,
+                       strategy=args.strategy)
+    _finish(run, args.strategy)
 
 
 # The `tfrecog train` flags that describe the model or its training (None unless given): a --recipe says them all.
@@ -199,8 +225,14 @@ def cmd_evaluate(args):
     if os.sep in args.run and not Path(args.run).exists():  # a path, not a zoo name
         raise FileNotFoundError(f"run folder {args.run} does not exist: expected a folder made by `tfrecog train` "
                                 "(or a zoo name)")
-    result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
-                             batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    strategy = _strategy(args)
+    if strategy is None:
+        result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                                 batch_size=args.batch_size, limit=args.limit, seed=args.seed)
+    else:  # the model loads under the strategy, and log_likelihood shares the batches over its replicas
+        with strategy.scope():
+            result = loader.evaluate(args.run, samples=args.samples, split=args.split, data_dir=args.data_dir,
+                                     batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     print(result)
 
 
@@ -501,6 +533,9 @@ def build_parser():
                         "another the model logs, e.g. iwae_bound for --estimator iwae")
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
     p.add_argument("--seed", type=_SEED, help=f"default {TRAIN_DEFAULTS['seed']}")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default",
+                   help="tf.distribute strategy: one device (default), every local device (mirrored), or the cluster "
+                        "of TF_CONFIG (multi-worker: the same command on every machine; docs/scaling.md)")
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], nargs="?", const=1, default=argparse.SUPPRESS,
                    metavar="LEVEL", help="Keras's progress display (0 silent, 1 bar, 2 a line per epoch; default 1); "
@@ -523,6 +558,9 @@ def build_parser():
     p.add_argument("--limit", type=_COUNT["limit"], help="evaluate only the first N examples")
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default",
+                   help="share the batches over every local device (mirrored) or the cluster of TF_CONFIG "
+                        "(multi-worker; docs/scaling.md)")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("sample", help="write a grid of samples from a run or zoo model")

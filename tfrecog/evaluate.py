@@ -87,6 +87,7 @@ def log_likelihood(
     seed: int = 0,
     jit_compile: bool = True,
     progress: bool = False,
+    strategy=None,
 ) -> LogLikelihood:
     """Importance-sampled log-likelihood with the recognition model as proposal.
 
@@ -103,6 +104,10 @@ def log_likelihood(
       batch_size: examples per compiled call.
       rows_per_chunk: samples x examples evaluated at once (memory bound).
       seed: makes the estimate reproducible.
+      strategy: a `tf.distribute.Strategy` whose R replicas (over all its workers) share the batches: batch b (of
+        `batch_size` examples, noise seeded by (seed, b) as on one device) goes to replica b mod R, so the
+        per-example values equal the one-device values up to float32 summation order. Default: the strategy in
+        scope, else the model's own (one device unless it was built under a strategy).
 
     Returns:
       `LogLikelihood` with the mean over examples of log p(x) and of the ELBO, their standard errors
@@ -130,14 +135,19 @@ def log_likelihood(
 
         total = math.ceil(len(data) / batch_size) if isinstance(data, np.ndarray) else None
         iterator = tqdm(batches, total=total, desc=f"log p(x), K={samples}", unit="batch")
+    if strategy is None:
+        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else model.distribute_strategy
+    sharded = tf.distribute.has_strategy() or strategy is not tf.distribute.get_strategy()
     try:
-        for index, batch in enumerate(iterator):
-            n = len(batch)
-            if n < batch_size:
-                batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
-            ll, elbo = estimate(tf.constant(batch, tf.float32), tf.constant([seed, index], tf.int32))
-            values.append(ll.numpy()[:n])
-            elbos.append(elbo.numpy()[:n])
+        if sharded:
+            _sharded(estimate, iterator, batch_size, seed, strategy, values, elbos)
+        else:
+            for index, batch in enumerate(iterator):
+                n = len(batch)
+                ll, elbo = estimate(tf.constant(_padded(batch, batch_size), tf.float32),
+                                    tf.constant([seed, index], tf.int32))
+                values.append(ll.numpy()[:n])
+                elbos.append(elbo.numpy()[:n])
     finally:
         if progress:
             iterator.close()  # Ctrl-C leaves a finished bar line, not a half-drawn one
@@ -150,6 +160,48 @@ def log_likelihood(
     n = len(values)
     err = lambda v: float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
     return LogLikelihood(float(values.mean()), err(values), float(elbos.mean()), err(elbos), samples, n, values, elbos)
+
+
+def _padded(batch, batch_size):
+    """The batch filled up to `batch_size` rows with copies of its last row (one compiled shape for every batch)."""
+    n = len(batch)
+    return batch if n == batch_size else np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
+
+
+def _sharded(estimate, batches, batch_size, seed, strategy, values, elbos):
+    """`log_likelihood`'s batches over the R replicas of `strategy`, R at a time: in round r, replica i estimates
+    batch b = R r + i with the seed (seed, b), exactly the one-device computation of that batch; the results of all
+    replicas (of every worker) are gathered in replica order, so every worker returns all values. A last round with
+    fewer than R batches gives the idle replicas a copy of its last batch, whose results are dropped."""
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function
+    def round_of(x, seeds):
+        per_replica = strategy.run(estimate, args=(x, seeds))
+        return [strategy.gather(value, axis=0) for value in per_replica]
+
+    def distributed(stack):
+        return strategy.experimental_distribute_values_from_function(
+            lambda context: stack[context.replica_id_in_sync_group])
+
+    index = 0
+    pending = []
+    for batch in list(batches) + [None]:
+        if batch is not None:
+            pending.append(batch)
+        if pending and (len(pending) == replicas or batch is None):
+            lengths = [len(b) for b in pending]
+            filled = pending + [pending[-1]] * (replicas - len(pending))
+            x = tf.constant(np.stack([_padded(b, batch_size) for b in filled]), tf.float32)
+            seeds = tf.constant([[seed, index + min(i, len(pending) - 1)] for i in range(replicas)], tf.int32)
+            ll, elbo = round_of(distributed(x), distributed(seeds))
+            ll = ll.numpy().reshape(replicas, batch_size)
+            elbo = elbo.numpy().reshape(replicas, batch_size)
+            for i, n in enumerate(lengths):
+                values.append(ll[i, :n])
+                elbos.append(elbo[i, :n])
+            index += len(pending)
+            pending = []
 
 
 def paired_difference(a: LogLikelihood, b: LogLikelihood) -> tuple[float, float]:

@@ -11,15 +11,17 @@ import copy
 import difflib
 import json
 import math
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tfrecog import checkpoints, checks, io, models, recipes
+from tfrecog import checkpoints, checks, distribute, io, models, recipes
 from tfrecog import data as data_lib
-from tfrecog._tf import keras
+from tfrecog._tf import keras, tf
 
 __all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
            "load_run", "read_config", "run_state", "train"]
@@ -245,7 +247,7 @@ def _load_split(config, split, data_dir):
 
 
 def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto", epochs: int | None = None,
-          max_seconds: float | None = None, callbacks=None):
+          max_seconds: float | None = None, callbacks=None, strategy=None):
     """Trains the recipe `config` into `run_dir`, or resumes the run already there.
 
     Resuming reads the folder's own `config.json` (a new `config` must be None or identical in everything but
@@ -253,10 +255,29 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
     recorded epoch. `epochs` (the total to reach) and `max_seconds` (a budget for this call) override the recipe;
     `callbacks` are added to the run's own (checkpoints, history.csv, TensorBoard).
 
+    `strategy` (a `tf.distribute.Strategy`, default the current one) holds the model; each minibatch of the recipe's
+    `batch_size` is split evenly over its replicas. Under `MultiWorkerMirroredStrategy` only the chief
+    (`tfrecog.distribute.is_chief`) writes `run_dir`; every other worker reads the recipe from the command (or from
+    `run_dir` where it sees it), writes its callbacks' files into a temporary folder that it deletes at the end, and
+    takes the chief's weights, optimizer state and epoch count after the chief has resumed from its checkpoint.
+
     Returns `(model, state)` where `state` holds the epoch count, updates and accumulated wall time.
     """
     if run_dir is None:
         raise RunError("train needs a run folder (run_dir)")
+    strategy = strategy or tf.distribute.get_strategy()
+    if distribute.is_chief(strategy):
+        return _train(config, run_dir, data_dir, verbose, epochs, max_seconds, callbacks, strategy)
+    if config is None:
+        config = read_config(Path(run_dir) / "config.json")  # read only: a worker never writes the run folder
+    scratch = tempfile.mkdtemp(prefix="tfrecog-worker-")
+    try:
+        return _train(config, scratch, data_dir, verbose, epochs, max_seconds, callbacks, strategy)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config, run_dir, data_dir, verbose, epochs, max_seconds, callbacks, strategy):
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     fresh = not config_path.exists()
@@ -292,8 +313,10 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
         # Recorded so that loading the run later (evaluate, export) needs no data.
         config["model"]["event_size"] = train_split.event_size
     keras.utils.set_random_seed(int(config.get("seed", 0)))
-    model = build_model(config, train_split.event_size)
-    compile_for_recipe(model, config)
+    distribute.check_batch(config["batch_size"], strategy)
+    with strategy.scope():
+        model = build_model(config, train_split.event_size)
+        compile_for_recipe(model, config)
     select_by = config.get("select_by", "elbo")
     if select_by not in [metric.name for metric in model.metrics]:
         raise RunError(f"select_by={select_by!r} is not among the validation metrics of this model: expected one of "
@@ -314,6 +337,8 @@ def train(config: dict | None = None, run_dir=None, data_dir=None, verbose="auto
                 f"{checkpoint.last}: holds {updates} updates but its state.json records {state['updates']} (epoch "
                 f"{state['epoch']}): weights and state were written apart (an older tfrecog killed between them); "
                 "restore the run folder from a backup, or start a new run folder")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        state = _from_chief(model, state, strategy)
     if state["epoch"] >= config["epochs"]:
         return model, state  # with Polyak averaging, the model holds the average (as `fit` leaves it)
     if checkpoint is not None and _uses_ema(model):
@@ -364,6 +389,19 @@ def _image_logger(run_dir: Path, config: dict, train_split, valid_split) -> list
     every = max(1, math.ceil(config["epochs"] / 200))
     return [TensorBoardImages(run_dir / "logs" / "images", examples, train_split.image_shape, every=every,
                               seed=int(config.get("seed", 0)))]
+
+
+def _from_chief(model, state: dict, strategy) -> dict:
+    """Every worker takes the chief's weights, optimizer state and epoch count (the chief alone reads the run
+    folder's checkpoint); returns the state with the chief's epoch."""
+    with strategy.scope():
+        epoch = tf.Variable(int(state.get("epoch", 0)), dtype=tf.int64, trainable=False)
+    variables = [*model.weights, *model.optimizer.variables, epoch]
+    baseline_optimizer = getattr(model, "baseline_optimizer", None)
+    if baseline_optimizer is not None:
+        variables += list(baseline_optimizer.variables)
+    distribute.broadcast_from_chief(variables, strategy)
+    return {**state, "epoch": int(epoch.numpy())}
 
 
 def _uses_ema(model) -> bool:
@@ -456,7 +494,8 @@ def evaluate_run(run_dir, samples: int = 5000, split: str | None = None, data_di
         "dataset": config["dataset"],
         "binarize": config.get("binarize"),
     }
-    io.write_json(metrics_path, metrics)
+    if distribute.is_chief():  # under a multi-worker strategy, every worker evaluates its share; the chief writes
+        io.write_json(metrics_path, metrics)
     return result
 
 

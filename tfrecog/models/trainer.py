@@ -36,6 +36,7 @@ class FusedTrainer:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fused_steps = 1
+        self._replicated_xla = False  # XLA for each replica's gradient under a multi-replica strategy
         self._fused_mode = 1  # updates per train_step of the current fit: 1 (plain batches) or S (fused blocks)
         # Training-set size N for the weight prior; a variable so it is saved with the weights. (Created before the
         # evaluation counter: weights files store a model's own variables by position.)
@@ -68,7 +69,12 @@ class FusedTrainer:
         return list(self._metric_trackers.values())
 
     def _num_replicas(self):
-        return tf.distribute.get_strategy().num_replicas_in_sync
+        return self.distribute_strategy.num_replicas_in_sync
+
+    def _distributed(self) -> bool:
+        """Whether the model lives under a `tf.distribute` strategy (even one replica: its optimizer then merges
+        gradients across replicas, which cannot happen inside the one-device fused while loop)."""
+        return self.distribute_strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
 
     def train_update(self, x):
         """One parameter update on a minibatch x [B, D]; returns the diagnostics to track.
@@ -97,6 +103,88 @@ class FusedTrainer:
         """Whether the step being traced runs under XLA (Keras's compiled train/test function), which lets sampling
         use XLA's fast ThreeFry generator (`tfrecog.layers.random`)."""
         return bool(self.jit_compile) and not self.run_eagerly and not tf.executing_eagerly()
+
+    def make_train_function(self, force=False):
+        """Keras's train function with one replica; with several, `_replicated_train_function`."""
+        if not self._distributed() or self.run_eagerly:
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = self._replicated_train_function()
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        """Keras's test function with one device; under a strategy, one `strategy.run` of `test_step` per call, the
+        metrics averaged over the replicas (Keras's own reduces each scalar along an axis 0 that it does not have
+        under MultiWorkerMirroredStrategy: 'Invalid reduction dimension 0 for input with 0 dimensions')."""
+        if not self._distributed() or self.run_eagerly:
+            return super().make_test_function(force)
+        if self.test_function is None or force:
+            strategy = self.distribute_strategy
+
+            def evaluate(batch):
+                strategy.run(self.test_step, args=(batch,))
+                return tf.constant(True)
+
+            self.test_function = _stepper(strategy, evaluate, self._tracker_results)
+        return self.test_function
+
+    def _tracker_results(self):
+        return {name: tracker.result() for name, tracker in self._metric_trackers.items()}
+
+    def _replicated_train_function(self):
+        """One call = S updates over R replicas: a `tf.while_loop` (in the cross-replica context) whose body is one
+        `strategy.run`, in which each replica takes its M / R rows of the minibatch, computes its gradient (under XLA
+        where asked) and the optimizer all-reduces the R gradients (their sum: each replica's loss is divided by R, so
+        the sum is the gradient of the mean loss over the global minibatch of M rows) and applies the update.
+
+        Keras's own multi-step loop cannot do this here: it compiles `strategy.run` with the all-reduce into one XLA
+        computation, which fails on CPU devices, and its `steps_per_execution` loop failed under MirroredStrategy
+        (an unfed placeholder in its while/cond).
+        """
+        strategy = self.distribute_strategy
+        num_updates = self._fused_mode
+
+        def replica_update(block, s):
+            minibatch = _column(block, s, num_updates, self.event_size)
+            self._update_trackers(self._replica_train_update(minibatch))
+            return tf.constant(0)
+
+        def updates(block):
+            block = block[0] if isinstance(block, (tuple, list)) else block
+            tf.while_loop(lambda s: s < num_updates,
+                          lambda s: (strategy.run(replica_update, args=(block, s)), s + 1)[1],
+                          [tf.constant(0)], maximum_iterations=num_updates)
+            return tf.constant(True)
+
+        return _stepper(strategy, updates, self._tracker_results)
+
+    def _replica_train_update(self, x):
+        """One replica's part of an update: its gradient (an XLA computation where compiled with jit_compile), then
+        the optimizer's cross-replica all-reduce and step, outside XLA."""
+        own_update = self.estimator_spec.train_update
+        seed = self._step_seed()
+        if own_update is not None:
+            return own_update(self, x, seed)
+        if not self._replicated_xla:
+            return self.train_update(x)
+        grads, logs = self._xla_gradient(x, seed)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return logs
+
+    @property
+    def _xla_gradient(self):
+        if getattr(self, "_xla_gradient_fn", None) is None:
+            def gradient(x, seed):
+                with random.xla_random(True):
+                    with tf.GradientTape() as tape:
+                        loss, diagnostics = self.objective(x, seed, training=True)
+                        total = loss + self.weight_penalty()
+                        scaled = total / tf.distribute.get_replica_context().num_replicas_in_sync
+                    grads = tape.gradient(scaled, self.trainable_variables)
+                return grads, {"loss": total, **diagnostics}
+
+            self._xla_gradient_fn = tf.function(gradient, jit_compile=True, reduce_retracing=True)
+        return self._xla_gradient_fn
 
     def train_step(self, data):
         """S = `steps_per_execution` parameter updates (one per minibatch) in one call; returns the metrics.
@@ -189,14 +277,13 @@ class FusedTrainer:
         if isinstance(optimizer, str) and optimizer == "adam":
             optimizer = keras.optimizers.Adam(1e-3)
         steps = max(1, int(steps_per_execution))
-        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            # Cross-replica gradient merges cannot run inside the fused while loop, and Keras's own multi-step loop
-            # failed under MirroredStrategy here (an unfed placeholder in its while/cond), so a multi-replica run
-            # makes one update per call. XLA over several CPU devices fails to place the optimizer's step counter,
-            # so it is kept for accelerators only.
-            steps = 1
-            if not tf.config.list_logical_devices("GPU"):
-                jit_compile = False
+        if self._distributed():
+            # Several replicas: `make_train_function` builds its own loop of S updates per call (each update a
+            # `strategy.run` with its cross-replica gradient all-reduce); XLA compiles each replica's gradient.
+            self._replicated_xla = bool(jit_compile)
+            jit_compile = False  # Keras's own XLA would wrap strategy.run and the all-reduce, which fails on CPU
+        else:
+            self._replicated_xla = False
         self._fused_steps = steps
         super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=1, **kwargs)
 
@@ -204,6 +291,8 @@ class FusedTrainer:
         config = super().get_compile_config()
         if config:
             config["steps_per_execution"] = max(self._fused_steps, config.get("steps_per_execution", 1))
+            if self._replicated_xla:
+                config["jit_compile"] = True  # asked for; under a strategy it applies to each replica's gradient
         return config
 
     def compile_from_config(self, config):
@@ -281,7 +370,7 @@ class FusedTrainer:
         n = len(x)
         updates = max(1, min(self._fused_steps, math.ceil(n / batch_size)))
         self._set_fused_mode(updates)
-        resident = self._num_replicas() == 1
+        resident = not self._distributed()
         if resident:
             self._resident_data.hold(x)
             # The index stream depends only on the sizes and the seed, not on x: a later fit of the same shape reuses
@@ -291,6 +380,10 @@ class FusedTrainer:
                 return self._resident_data.stream, math.ceil(n / (batch_size * updates))
             ds = tf.data.Dataset.range(n, output_type=tf.int32)
         else:
+            replicas = self._num_replicas()
+            if batch_size % replicas:
+                raise InputError(f"batch_size={batch_size} does not split over the {replicas} replicas of the "
+                                 f"{type(self.distribute_strategy).__name__}: expected a multiple of {replicas}")
             ds = tf.data.Dataset.from_tensor_slices(x)
         if shuffle:
             ds = ds.shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
@@ -368,6 +461,41 @@ def _with_update_progbar(callbacks, updates_per_step: int) -> list:
     if any(isinstance(callback, keras.callbacks.ProgbarLogger) for callback in callbacks):
         return callbacks
     return [UpdateProgbar(updates_per_step), *callbacks]
+
+
+def _column(block, s, num_updates, event_size):
+    """Minibatch s of a replica's block: [M', S, D] rows gathered at update s, or the [M', D] batch when S = 1."""
+    block = block[0] if isinstance(block, (tuple, list)) else block
+    if num_updates == 1:
+        return _with_static_shape(tf.cast(block, tf.float32), [None, event_size])
+    block = _with_static_shape(tf.cast(block, tf.float32), [None, num_updates, event_size])
+    return tf.gather(block, s, axis=1)
+
+
+def _stepper(strategy, step, results):
+    """Keras's `train_function`/`test_function` contract under a strategy: `function(iterator)` runs `step` on the
+    iterator's next element in one `tf.function` and returns the replicas' mean `results()`; raises StopIteration
+    when the iterator is exhausted (a finite `tf.data.Dataset` ends the epoch)."""
+
+    @tf.function
+    def run(iterator):
+        optional = iterator.get_next_as_optional()
+        has_value = tf.cond(optional.has_value(), lambda: step(optional.get_value()), lambda: tf.constant(False))
+        return has_value, _reduce_mean(strategy, strategy.run(results))
+
+    def function(iterator):
+        has_value, logs = run(iterator)
+        if not bool(has_value):
+            raise StopIteration
+        return logs
+
+    return function
+
+
+def _reduce_mean(strategy, values):
+    """The mean over replicas of each per-replica value (each replica's running mean over its equal share of the
+    examples, so the mean is the running mean over the global minibatches)."""
+    return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in values.items()}
 
 
 def _with_static_shape(tensor, shape):

@@ -1,0 +1,232 @@
+"""Training and evaluating on several devices and machines through `tf.distribute`: a strategy from its name and
+the standard `TF_CONFIG`, checked (one-line errors that name what was expected), the chief, and the broadcast of the
+chief's weights after a resume.
+
+  "default"       one device (TensorFlow's default strategy)
+  "mirrored"      `tf.distribute.MirroredStrategy` over every local device (GPUs, else the CPU devices)
+  "multi-worker"  `tf.distribute.MultiWorkerMirroredStrategy` over the cluster of `TF_CONFIG`:
+                  {"cluster": {"worker": ["host0:port", "host1:port", ...]}, "task": {"type": "worker", "index": i}}
+                  (a "chief" job of one address may stand beside the workers); the same command runs on every machine,
+                  only `TF_CONFIG`'s task index differs. Worker 0 (or the chief) is the chief: it alone writes the run
+                  folder.
+
+Each update's gradient is the all-reduced sum over the R replicas of each replica's gradient of (its loss / R), which
+is the gradient of the mean loss over the global minibatch of M examples, each replica holding M / R of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from tfrecog._tf import tf
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+class DistributeError(ValueError):
+    """A strategy that cannot be set up as asked; the message says what was expected."""
+
+
+def read_tf_config(environ=None) -> dict:
+    """The cluster of the `TF_CONFIG` environment variable, checked: `{"cluster": {job: [address, ...]}, "task":
+    {"type": job, "index": i}}` with job among "chief" and "worker", addresses "host:port" and i a task of that job."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG")
+    if not text:
+        raise DistributeError('--strategy multi-worker needs the TF_CONFIG environment variable: expected '
+                              'TF_CONFIG=\'{"cluster": {"worker": ["host0:port", "host1:port"]}, '
+                              '"task": {"type": "worker", "index": 0}}\' on every machine '
+                              '(index = its place in the list)')
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DistributeError(f"TF_CONFIG is not JSON ({err.msg} at character {err.pos}): expected "
+                              '{"cluster": {"worker": ["host:port", ...]}, '
+                              '"task": {"type": "worker", "index": i}}') from None
+    expected = 'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}'
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(
+            config.get("task"), dict):
+        raise DistributeError(f"TF_CONFIG needs the objects 'cluster' and 'task': {expected}")
+    cluster, task = config["cluster"], config["task"]
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise DistributeError(f"TF_CONFIG's cluster has the job(s) {unknown}: expected only 'worker' (and at most one "
+                              "'chief') for MultiWorkerMirroredStrategy")
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses or not all(
+                isinstance(a, str) and _is_address(a) for a in addresses):
+            raise DistributeError(f"TF_CONFIG's cluster[{job!r}] is {addresses!r}: expected a non-empty list of "
+                                  "'host:port' strings")
+    if "chief" in cluster and len(cluster["chief"]) != 1:
+        raise DistributeError(f"TF_CONFIG's cluster has {len(cluster['chief'])} chiefs: expected at most one")
+    if "worker" not in cluster and "chief" not in cluster:
+        raise DistributeError(f"TF_CONFIG's cluster has no 'worker' list: {expected}")
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        raise DistributeError(f"TF_CONFIG's task type is {kind!r}: expected one of the cluster's jobs "
+                              f"{sorted(cluster)}")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+        raise DistributeError(f"TF_CONFIG's task index is {index!r}: expected an integer from 0 to "
+                              f"{len(cluster[kind]) - 1} (the place of this machine in cluster[{kind!r}])")
+    return config
+
+
+def _is_address(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def num_workers(config: dict) -> int:
+    return sum(len(addresses) for addresses in config["cluster"].values())
+
+
+def is_chief_task(config: dict | None) -> bool:
+    """Whether this process is the chief of `config` (`read_tf_config`): the 'chief' task, or worker 0 where the
+    cluster has no chief (TensorFlow's convention)."""
+    if config is None:
+        return True
+    kind, index = config["task"]["type"], config["task"]["index"]
+    if "chief" in config["cluster"]:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ=None):
+    """The `tf.distribute.Strategy` called `name` (see the module's docstring).
+
+    Multi-worker: the cluster of `TF_CONFIG` must assemble within `timeout_seconds` (every worker started with the
+    same command); otherwise a `DistributeError` names the addresses waited for. A worker that dies later is detected
+    by the coordination service's heartbeat (also `timeout_seconds`), which stops the others with an error.
+    """
+    if name not in STRATEGIES:
+        raise DistributeError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    config = read_tf_config(environ)
+    if environ is not None:
+        os.environ["TF_CONFIG"] = environ["TF_CONFIG"]
+    wait_for_peers(config, timeout_seconds)
+    _configure_coordination(config, timeout_seconds)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, RuntimeError) as err:
+        raise DistributeError(_unreachable(config, timeout_seconds, err)) from None
+    return strategy
+
+
+def wait_for_peers(config: dict, timeout_seconds: float = 120.0):
+    """Waits until every other address of the cluster accepts TCP connections, at most `timeout_seconds`; else a
+    `DistributeError` names the addresses that did not answer.
+
+    TensorFlow's own cluster join can wait forever (and then ignores SIGTERM), so this plain-socket check runs first:
+    this process listens on its own address meanwhile (without accepting: the kernel completes the handshake), so a
+    peer doing the same check sees it, and closes it before TensorFlow's server takes the port.
+    """
+    own = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+    peers = [a for job in ("chief", "worker") for a in config["cluster"].get(job, []) if a != own]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(own.rpartition(":")[2])))
+        listener.listen(64)
+    except OSError as err:
+        listener.close()
+        raise DistributeError(f"cannot listen on {own}, this task's address in TF_CONFIG ({err.strerror}): expected a "
+                              "free port on this machine") from None
+    deadline = time.monotonic() + timeout_seconds
+    waiting = list(peers)
+    try:
+        while waiting:
+            for address in list(waiting):
+                host, _, port = address.rpartition(":")
+                try:
+                    with socket.create_connection((host, int(port)), timeout=1.0):
+                        waiting.remove(address)
+                except OSError:
+                    pass
+            if waiting and time.monotonic() > deadline:
+                raise DistributeError(f"the cluster of TF_CONFIG did not assemble within {timeout_seconds:g} s: no "
+                                      f"answer from {', '.join(waiting)}; expected every address of the cluster to run "
+                                      "the same command with its own task index")
+            if waiting:
+                time.sleep(0.2)
+    finally:
+        listener.close()
+
+
+def _unreachable(config, timeout_seconds, err) -> str:
+    peers = [a for job, addresses in config["cluster"].items() for a in addresses]
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return (f"the cluster of TF_CONFIG did not assemble within {timeout_seconds:g} s ({first}): expected every "
+            f"address of {peers} to run the same command with its own task index")
+
+
+def _configure_coordination(config, timeout_seconds):
+    """TensorFlow's coordination service as MultiWorkerMirroredStrategy would configure it, with timeouts: joining
+    the cluster and a peer's heartbeat each bounded by `timeout_seconds` (TensorFlow's default waits forever)."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        return
+    cluster_spec = tf.train.ClusterSpec(config["cluster"])
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster_spec.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster_spec.jobs]
+    milliseconds = int(timeout_seconds * 1000)
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster_spec),
+        coordinated_jobs=jobs, cluster_register_timeout_in_ms=milliseconds,
+        heartbeat_timeout_in_ms=milliseconds, shutdown_barrier_timeout_in_ms=milliseconds)
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes the run folder: always outside a multi-worker strategy; else the chief task."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    kind, index = resolver.task_type, resolver.task_id
+    if "chief" in resolver.cluster_spec().jobs:
+        return kind == "chief"
+    return kind in (None, "worker") and (index or 0) == 0
+
+
+def check_batch(batch_size: int, strategy=None, what: str = "batch_size"):
+    """The global minibatch of `batch_size` examples splits evenly over the strategy's replicas, or a
+    `DistributeError` says which sizes would."""
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise DistributeError(f"{what}={batch_size} does not divide over the {replicas} replicas of the "
+                              f"{type(strategy).__name__}: expected a multiple of {replicas} (each replica takes "
+                              "an equal share of every minibatch)")
+
+
+def broadcast_from_chief(variables, strategy):
+    """Gives every replica of every worker the chief's values of `variables` (after the chief alone has read a
+    checkpoint): each replica contributes its value times [it is the chief's first replica], and the all-reduced sum
+    is assigned everywhere."""
+    numeric = (tf.float32, tf.float64, tf.int32, tf.int64)
+    variables = [v for v in variables if tf.as_dtype(v.dtype) in numeric]
+    chief = tf.constant(1.0 if is_chief(strategy) else 0.0, tf.float64)
+
+    def local():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        first = tf.cast(tf.equal(replica, 0), tf.float64) * chief
+        return [tf.cast(tf.convert_to_tensor(v), tf.float64) * first for v in variables]
+
+    @tf.function
+    def run():
+        values = strategy.run(local)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in values]
+
+    for variable, value in zip(variables, run()):
+        variable.assign(tf.cast(value, variable.dtype))
