@@ -3,6 +3,7 @@ them is copied by hand:
 
   docs/zoo.md                    the zoo table and every card's recipe, metrics, training and weights (whole page)
   README.md                      the zoo table between its `generated:zoo-table` markers
+  docs/ais.md                    the zoo's IS against AIS table (`generated:ais-table`)
   docs/speed.md                  the blocks between `generated:...` markers, from bench/results/*.json
 
 Usage (from the repository root; `--check` reads files only and imports neither tfrecog nor TensorFlow):
@@ -263,7 +264,7 @@ def outputs() -> dict[Path, str]:
     result = {ROOT / "docs" / "zoo.md": zoo_page()}
     blocks = {"zoo-table": readme_zoo_table, "ais-table": ais_table, "vae-modes": vae_modes_table,
               "bench-suite": suite_table}
-    for name in ("README.md", "docs/speed.md"):
+    for name in ("README.md", "docs/speed.md", "docs/ais.md"):
         path = ROOT / name
         result[path] = fill_blocks(path.read_text(), blocks)
     return result
