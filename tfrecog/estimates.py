@@ -40,3 +40,14 @@ class LogLikelihood:
             f"ELBO {self.elbo:.3f} +- {self.elbo_stderr:.3f}"
         )
         return text if self.perplexity is None else f"{text}; perplexity {self.perplexity:.1f}"
+
+    @classmethod
+    def from_examples(cls, values, elbos, samples: int, what: str = "log-likelihood estimate") -> LogLikelihood:
+        """Means of the per-example log p(x) estimates and ELBOs [N] with their standard errors sd / sqrt(N) (NaN for
+        N = 1); FloatingPointError naming `what` if an estimate is not finite."""
+        values, elbos = np.asarray(values, np.float64), np.asarray(elbos, np.float64)
+        if not np.isfinite(values).all():
+            raise FloatingPointError(f"{what} is not finite; the model or data produce NaN/inf")
+        n = len(values)
+        err = lambda v: float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
+        return cls(float(values.mean()), err(values), float(elbos.mean()), err(elbos), samples, n, values, elbos)

@@ -153,13 +153,7 @@ def log_likelihood(
             iterator.close()  # Ctrl-C leaves a finished bar line, not a half-drawn one
     if not values:
         raise ValueError("log_likelihood needs at least one example; got none")
-    values = np.concatenate(values).astype(np.float64)
-    elbos = np.concatenate(elbos).astype(np.float64)
-    if not np.isfinite(values).all():
-        raise FloatingPointError("log-likelihood estimate is not finite; the model or data produce NaN/inf")
-    n = len(values)
-    err = lambda v: float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
-    return LogLikelihood(float(values.mean()), err(values), float(elbos.mean()), err(elbos), samples, n, values, elbos)
+    return LogLikelihood.from_examples(np.concatenate(values), np.concatenate(elbos), samples)
 
 
 def _padded(batch, batch_size):

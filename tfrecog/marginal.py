@@ -136,11 +136,5 @@ def hmc_marginal_log_likelihood(
         log_px, elbo = estimate(tf.constant(batch), tf.constant([seed, index], tf.int32))
         values.append(log_px.numpy()[:n])
         elbos.append(elbo.numpy()[:n])
-    values = np.concatenate(values).astype(np.float64)
-    elbos = np.concatenate(elbos).astype(np.float64)
-    if not np.isfinite(values).all():
-        raise FloatingPointError("the HMC marginal-likelihood estimate is not finite; the model or data give NaN/inf")
-    n = len(values)
-    err = lambda v: float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")  # noqa: E731
-    return LogLikelihood(float(values.mean()), err(values), float(elbos.mean()), err(elbos), num_samples, n, values,
-                         elbos)
+    return LogLikelihood.from_examples(np.concatenate(values), np.concatenate(elbos), num_samples,
+                                       "the HMC marginal-likelihood estimate")
