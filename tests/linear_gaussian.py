@@ -34,10 +34,11 @@ OFFSET = np.array([0.3, -0.2, 0.1, 0.4])  # b
 NOISE_SCALE = 0.7  # sqrt(psi_d)
 
 
-def model(estimator: str = "sgvb_b", num_samples: int = 1) -> DLGM:
+def model(estimator: str = "sgvb_b", num_samples: int = 1, estimator_options: dict | None = None) -> DLGM:
     """The linear-Gaussian DLGM with A, b, psi above and q at the exact posterior (see `set_exact_posterior`)."""
     m = DLGM(event_size=EVENT, latent_sizes=(LATENT,), linear=True, likelihood="gaussian", covariance="diagonal",
-             recognition_hidden_sizes=(), estimator=estimator, num_samples=num_samples, seed=3)
+             recognition_hidden_sizes=(), estimator=estimator, num_samples=num_samples, seed=3,
+             estimator_options=estimator_options)
     m.build((None, EVENT))
     dense = m.observation.dense_layers[0]
     dense.kernel.assign(LOADING.T.astype(np.float32))  # x-mean = h W + b with h = g * z: W = A^T when g = 1

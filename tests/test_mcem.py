@@ -11,6 +11,8 @@ p(z | x) = N(gain (x - b), Sigma) and the exact marginal p(x) = N(b, A A^T + dia
 Tolerances: 4 Monte-Carlo standard errors (from the spread of independent chains or of independent calls).
 """
 
+import re
+
 import linear_gaussian as lg
 import numpy as np
 import pytest
@@ -94,8 +96,10 @@ def test_registry_mcem_moves_the_offset_to_its_mle_and_leaves_recognition_alone(
     """`fit` with estimator='mcem' (re-initialised chains, the registry's update) from an offset b moved by 1:
     b approaches the data mean (the MLE of b for any A and psi), the exact log-likelihood rises, and the
     recognition weights are not touched."""
-    m = lg.model(estimator="mcem")
-    m.mcem_settings = MCEMSettings(num_leapfrog_steps=3, num_burnin_steps=20, num_results=2, step_size=0.3)
+    m = lg.model(estimator="mcem", estimator_options=dict(num_leapfrog_steps=3, num_burnin_steps=20, num_results=2,
+                                                          step_size=0.3))
+    assert mcem.mcem_settings(m) == MCEMSettings(num_leapfrog_steps=3, num_burnin_steps=20, num_results=2,
+                                                 step_size=0.3)
     dense = m.observation.dense_layers[0]
     dense.bias.assign(dense.bias + 1.0)
     x = lg.data(500, seed=6)
@@ -153,8 +157,8 @@ def test_a_vae_trains_its_decoder_by_mcem_and_leaves_its_encoder_alone():
     estimator survives a config round trip."""
     from tfrecog import VAE
 
-    model = VAE(event_size=6, latent_size=2, hidden_sizes=(8,), estimator="mcem", seed=1)
-    model.mcem_settings = MCEMSettings(num_leapfrog_steps=2, num_burnin_steps=4, step_size=0.2)
+    options = dict(num_leapfrog_steps=2, num_burnin_steps=4, step_size=0.2)
+    model = VAE(event_size=6, latent_size=2, hidden_sizes=(8,), estimator="mcem", seed=1, estimator_options=options)
     model.build((None, 6))
     x = (np.random.default_rng(0).uniform(size=(40, 6)) < 0.3).astype(np.float32)
     encoder = [v.numpy().copy() for v in model.encoder.trainable_variables]
@@ -166,3 +170,19 @@ def test_a_vae_trains_its_decoder_by_mcem_and_leaves_its_encoder_alone():
         np.testing.assert_array_equal(before, v.numpy())
     assert any(not np.array_equal(before, v.numpy()) for before, v in zip(decoder, model.decoder.trainable_variables))
     assert VAE.from_config(model.get_config()).get_config() == model.get_config()
+    assert model.get_config()["estimator_options"] == options  # the settings travel with the model
+    assert mcem.mcem_settings(VAE.from_config(model.get_config())) == MCEMSettings(**options)
+
+
+@pytest.mark.parametrize("estimator, options, message", [
+    ("mcem", {"leapfrog": 3}, "unknown estimator_options 'leapfrog' for estimator 'mcem': expected some of"),
+    ("mcem", {"num_leapfrog_steps": 0}, "num_leapfrog_steps must be an integer >= 1"),
+    ("mcem", [("step_size", 0.1)], "estimator_options must be a dict"),
+    ("sgvb_b", {"step_size": 0.1}, "estimator 'sgvb_b' takes no estimator_options (those of 'mcem' do)"),
+])
+def test_estimator_options_are_checked_when_the_model_is_built(estimator, options, message):
+    from tfrecog import VAE
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VAE(event_size=6, latent_size=2, hidden_sizes=(8,), estimator=estimator, estimator_options=options)
+    assert "estimator_options" not in VAE(event_size=6, latent_size=2, estimator=estimator).get_config()

@@ -22,6 +22,8 @@ Adding an estimator (e.g. VIMCO, RWS or DisARM for SBNs):
        running moments of the learning signal); it applies the update itself and returns the metrics to track
        ('loss' and the diagnostics, the same names the objective returns).
      - `kl_weight`: whether the objective takes `kl_weight` (the KL warm-up of `kl_warmup_steps`);
+     - `settings`: None, or the frozen dataclass of its tunable settings (MCEM: `MCEMSettings`), which a model
+       takes as `estimator_options` (a dict, saved in its config) and `settings(model)` rebuilds;
   3. add a test against exact answers (tests/test_<name>.py; `tfrecog.models.sbn.exact_elbo` and friends
      enumerate small SBNs).
 """
@@ -53,6 +55,7 @@ class Estimator:
     train_update: Callable | None = None
     kl_weight: bool = False
     min_samples: int = 1  # the fewest samples per example it is defined for (leave-one-out, normalised weights)
+    settings: type | None = None  # the dataclass of `estimator_options` (None: the estimator takes no options)
 
 
 def _sgvb_a(model, x, seed, num_samples: int = 1, kl_weight=1.0):
@@ -94,7 +97,7 @@ ESTIMATORS = {estimator.name: estimator for estimator in (
     Estimator("disarm", disarm, ("sbn",)),
     # Monte Carlo EM: HMC chains on p(z | x) (re-initialised at the prior each update; `MCEMChains` keeps
     # persistent ones) and a gradient step on the complete-data log-likelihood; the recognition model is untouched.
-    Estimator("mcem", mcem_objective, REPARAMETERISED, train_update=mcem_train_update),
+    Estimator("mcem", mcem_objective, REPARAMETERISED, train_update=mcem_train_update, settings=MCEMSettings),
 )}
 
 
@@ -110,6 +113,30 @@ def get(name: str, family: str | None = None) -> Estimator:
     return estimator
 
 
+def check_options(name: str, options) -> dict:
+    """A model's `estimator_options` for estimator `name`, checked: {} for None or an empty dict; otherwise a dict
+    of the fields of the estimator's `settings` dataclass (e.g. `MCEMSettings` for 'mcem'), each validated by
+    building the dataclass. One-line errors name the estimator and the options it accepts."""
+    if options is None or (isinstance(options, dict) and not options):
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(f"estimator_options must be a dict of settings; got {type(options).__name__}")
+    estimator = get(name)
+    if estimator.settings is None:
+        takes = ", ".join(repr(n) for n, e in ESTIMATORS.items() if e.settings is not None)
+        raise ValueError(f"estimator {name!r} takes no estimator_options (those of {takes} do); got {sorted(options)}")
+    fields = [f.name for f in dataclasses.fields(estimator.settings)]
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown estimator_options {', '.join(map(repr, unknown))} for estimator {name!r}: "
+                         f"expected some of {', '.join(fields)}")
+    try:
+        estimator.settings(**options)
+    except TypeError as error:
+        raise ValueError(f"estimator_options for {name!r}: {error}") from None
+    return dict(options)
+
+
 def check(name: str, family: str, num_samples: int) -> Estimator:
     """`get(name, family)`, and K = `num_samples` at least the estimator's `min_samples`: the construction-time check
     of a model's estimator, as one-line errors."""
@@ -119,6 +146,6 @@ def check(name: str, family: str, num_samples: int) -> Estimator:
     return estimator
 
 
-__all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "disarm", "get", "iwae",
+__all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "check_options", "disarm", "get", "iwae",
            "mcem_objective", "mcem_train_update", "nvil", "nvil_objective", "nvil_train_update", "rws", "sgvb",
            "vimco", "wake_sleep"]

@@ -53,8 +53,9 @@ class MCEMSettings:
 
 
 def mcem_settings(model) -> MCEMSettings:
-    """The model's `mcem_settings` attribute (an `MCEMSettings`) where it has one, else the defaults."""
-    return getattr(model, "mcem_settings", None) or MCEMSettings()
+    """`MCEMSettings(**model.estimator_options)`: the settings a model built with `estimator="mcem"` was given
+    (saved in its config, so a reloaded model trains on as it did), the defaults for the fields it left out."""
+    return MCEMSettings(**(getattr(model, "estimator_options", None) or {}))
 
 
 def latent_parts(model, latents) -> list:

@@ -39,6 +39,8 @@ class LatentVariableModel(FusedTrainer, keras.Model):
     training-set size N, so that summed over an epoch of N/M minibatches it counts once, as in Kingma & Welling.
     `kl_warmup_steps` = T > 0 (SGVB estimators only) weights the KL term of training update t by min(1, t / T)
     (`objective`); the training `loss` metric is then that weighted loss, the `elbo` metric the unweighted bound.
+    `estimator_options`: the settings of an estimator that has them, saved in the config (`estimator="mcem"`:
+    the fields of `MCEMSettings`, e.g. `{"num_leapfrog_steps": 10, "num_burnin_steps": 20}`).
     """
 
     family: str | None = None  # subclasses: their name in the estimator registry (`Estimator.families`)
@@ -52,6 +54,7 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         weight_prior_scale: float | None = None,
         seed: int = 0,
         kl_warmup_steps: int = 0,
+        estimator_options: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,6 +75,7 @@ class LatentVariableModel(FusedTrainer, keras.Model):
         self.estimator = estimator
         # A clear error now, not at the first fit, for an unknown estimator, one the family lacks, or too few samples.
         estimators.check(estimator, self.family, num_samples)
+        self.estimator_options = estimators.check_options(estimator, estimator_options)
         self.num_samples = int(num_samples)
         self.weight_prior_scale = None if weight_prior_scale is None else float(weight_prior_scale)
         self.seed = int(seed)
@@ -317,6 +321,7 @@ class LatentVariableModel(FusedTrainer, keras.Model):
             "weight_prior_scale": self.weight_prior_scale,
             "seed": self.seed,
             "kl_warmup_steps": self.kl_warmup_steps,
+            **({"estimator_options": dict(self.estimator_options)} if self.estimator_options else {}),
         }
 
     @classmethod
