@@ -154,6 +154,22 @@ def _card_section(card: dict) -> str:
                      f"K={ais['importance_sampled_same_examples']['samples']} on the same examples "
                      f"{ais['importance_sampled_same_examples']['value']:.2f}: AIS - IS = {diff['value']:+.2f} ± "
                      f"{diff['stderr']:.2f} (`{ais['command']}`)")
+    bdmc = m.get("bdmc")
+    if bdmc:
+        lines.append(f"- **BDMC** on {bdmc['num_examples']} examples simulated from the model ({bdmc['steps']} "
+                     f"temperatures x {bdmc['chains']} chains, seed {bdmc['seed']}, {bdmc['seconds']:.0f} s): "
+                     f"forward AIS {bdmc['lower']:.2f} ± {bdmc['lower_stderr']:.2f} <= log p(x) <= reverse AIS "
+                     f"{bdmc['upper']:.2f} ± {bdmc['upper_stderr']:.2f}, gap {bdmc['gap']:.2f} ± "
+                     f"{bdmc['gap_stderr']:.2f} (`{bdmc['command']}`)")
+    gaps = m.get("inference_gaps")
+    if gaps:
+        lines.append(f"- **inference gaps** on `{gaps['examples']}` ({gaps['num_examples']} examples, "
+                     f"{gaps['seconds']:.0f} s): log p(x) (AIS, T={gaps['ais_steps']}, C={gaps['ais_chains']}) "
+                     f"{gaps['log_likelihood']:.2f}, per-example optimised ELBO {gaps['optimised_elbo']:.2f} "
+                     f"({gaps['iterations']} updates, {'converged' if gaps['converged'] else 'NOT converged'}), "
+                     f"amortised ELBO {gaps['amortised_elbo']:.2f}: approximation gap "
+                     f"{gaps['approximation_gap']:.2f} ± {gaps['approximation_gap_stderr']:.2f}, amortisation gap "
+                     f"{gaps['amortisation_gap']:.2f} ± {gaps['amortisation_gap_stderr']:.2f} (`{gaps['command']}`)")
     paper = card.get("paper") or {}
     lines.append(f"- **paper** {_paper(card)}" + (f"; {paper['note']}" if paper.get("note") else ""))
     best = f", best epoch {t['best_epoch']}" if t.get("best_epoch") is not None else ""

@@ -540,12 +540,35 @@ def bdmc(model, num_examples: int = 100, steps: int = 1000, chains: int = 16, se
 # Inference gaps
 
 
+class _OffsetTopDownPosterior:
+    """A top-down DLGM posterior with per-example offsets d_l added to every layer's head parameters:
+    q_d(xi | x) = q(xi_L | x; theta_L + d_L) prod_{l<L} q(xi_l | x, h_{l+1}; theta_l(h_{l+1}) + d_l), where theta_l
+    is what the recognition network computes. d = 0 is the amortised q itself, so the optimised ELBO starts at the
+    amortised one; the dependence of the lower layers on the draws above is kept (reparameterised)."""
+
+    def __init__(self, model, x, offsets):
+        self.model, self.x, self.offsets = model, x, offsets
+
+    def sample(self, num_samples, seed):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.model.num_layers))
+        top = self.model.num_layers - 1
+        _, _, xi = self.model._posterior_pass(
+            self.x, lambda layer, q: q.sample(num_samples if layer == top else (), seed=seeds[layer]),
+            offsets=self.offsets)
+        return xi
+
+    def log_prob(self, xi):
+        _, distributions, _ = self.model._posterior_pass(self.x, lambda layer, q: xi[layer], offsets=self.offsets)
+        return self.model._log_q(distributions, xi)
+
+
 def _variational_family(model, x):
     """(initial parameters, make_q): the recognition model's family with free per-example parameters.
 
     VAE: q(z) = N(mu, diag(sigma^2)), (mu, log sigma) from the encoder. DLGM: prod_l q_l(xi_l), each layer's
-    Gaussian head family (diagonal or rank-one precision) at the encoder's parameters (top-down recognition: at
-    its mean path; the per-example q then has independent layers). SBN / fDARN: prod_l prod_j Bernoulli(h_lj;
+    Gaussian head family (diagonal or rank-one precision) at the encoder's parameters; with top-down recognition,
+    the encoder's own conditional structure with free per-example offsets of every head's parameters
+    (`_OffsetTopDownPosterior`, starting at zero: the amortised q). SBN / fDARN: prod_l prod_j Bernoulli(h_lj;
     sigmoid(a_lj)), the factorial Bernoulli logits of each layer at the recognition model's greedy path
     (`export_sample` with noise 1/2)."""
     if isinstance(model, SBN):
@@ -558,6 +581,19 @@ def _variational_family(model, x):
                 [tfd.Independent(tfd.Bernoulli(logits=a, dtype=tf.float32), 1) for a in p])
 
         return params, make_q, True
+    if getattr(model, "top_down", False):  # DLGM with top-down recognition: per-example offsets of every head
+        per_layer = [tuple(p) for p in model.recognition_parameters(x)]
+        sizes = [len(p) for p in per_layer]
+        offsets = [tf.zeros_like(t) for p in per_layer for t in p]
+
+        def make_q(p):
+            grouped, i = [], 0
+            for s in sizes:
+                grouped.append(tuple(p[i : i + s]))
+                i += s
+            return _OffsetTopDownPosterior(model, x, grouped)
+
+        return offsets, make_q, False
     if hasattr(model, "heads"):  # DLGM
         per_layer = [tuple(p) for p in model.recognition_parameters(x)]
         sizes = [len(p) for p in per_layer]

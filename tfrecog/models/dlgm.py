@@ -237,12 +237,14 @@ class DLGM(LatentVariableModel):
             inputs = tf.concat([tf.broadcast_to(features, shape), above], axis=-1)
         return self.heads[layer](inputs)
 
-    def _posterior_pass(self, x, draw):
+    def _posterior_pass(self, x, draw, offsets=None):
         """Walks q(xi | x) from the top layer down.
 
         `draw(layer, q_l)` (layer zero-based, q_l the layer's Gaussian) returns xi_l. With top-down recognition the
         head of layer l < L reads [f, h_{l+1}], h_{l+1} the generative state from the xi already drawn above;
-        otherwise every head reads f alone.
+        otherwise every head reads f alone. `offsets` (optional, bottom first): per layer a tuple added to the
+        head's parameters (mu_l + d_mu, log_scale_l + d_s[, u_l + d_u]), the free per-example parameters of
+        `tfrecog.annealing.optimised_elbo` (zero offsets give q itself).
 
         Returns (parameters, distributions, latents), each a list bottom first.
         """
@@ -252,6 +254,8 @@ class DLGM(LatentVariableModel):
         h = None
         for layer in range(num - 1, -1, -1):
             parameters[layer] = self._head_parameters(layer, features, h)
+            if offsets is not None:
+                parameters[layer] = tuple(a + d for a, d in zip(parameters[layer], offsets[layer], strict=True))
             distributions[layer] = self.heads[layer].make_distribution(parameters[layer])
             latents[layer] = draw(layer, distributions[layer])
             if self.top_down and layer > 0:
