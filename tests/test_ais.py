@@ -53,6 +53,20 @@ def tiny_sbn():
     return model, x.numpy()
 
 
+@pytest.fixture(scope="module")
+def tiny_fdarn():
+    """The fDARN counterpart of `tiny_sbn`: autoregressive connections within both latent layers and within the
+    visible layer (masked kernels set to strong random weights too), and 20 examples drawn from it."""
+    keras.utils.set_random_seed(4)
+    model = SBN(event_size=10, latent_sizes=(4, 3), autoregressive_prior=True, autoregressive_visible=True,
+                baseline_hidden_size=None)
+    rng = np.random.default_rng(1)
+    for v in model.generative_variables:
+        v.assign(rng.normal(scale=1.5, size=v.shape).astype(np.float32))
+    x, _ = model.sample_joint(BATCH, tf.constant([1, 2]))
+    return model, x.numpy()
+
+
 def test_ais_equals_factor_analysis_marginal(factor_analysis):
     model, x = factor_analysis
     exact = model.marginal().log_prob(x).numpy()
@@ -66,24 +80,80 @@ def test_ais_equals_factor_analysis_marginal(factor_analysis):
     assert (result.per_example_elbo <= result.per_example + 1e-9).all()
 
 
-def test_ais_equals_tiny_sbn_enumeration(tiny_sbn):
-    model, x = tiny_sbn
+@pytest.mark.parametrize("which, transition", [("tiny_sbn", "gibbs"), ("tiny_sbn", "metropolis"),
+                                               ("tiny_fdarn", "gibbs")])
+def test_ais_equals_tiny_sbn_enumeration(which, transition, request):
+    model, x = request.getfixturevalue(which)
     exact = sbn_module.exact_log_likelihood(model, x).numpy()
-    result = evaluate.ais_log_likelihood(model, x, steps=STEPS, chains=CHAINS, batch_size=BATCH, seed=0)
+    result = evaluate.ais_log_likelihood(model, x, steps=STEPS, chains=CHAINS, batch_size=BATCH, seed=0,
+                                         transition=transition)
     d = _within_monte_carlo_error(result.per_example, exact, slack=0.02)
     assert np.abs(d).max() < 0.5
+    # Gibbs: the fraction of the 7 units that changed per sweep; Metropolis: the mean acceptance probability.
+    assert 0.0 < result.acceptance < 1.0
     # Plain importance sampling from the prior with as many samples is far off: AIS is doing the work.
     prior_is = annealing.ais_log_likelihood(model, x, steps=1, chains=CHAINS, batch_size=BATCH, seed=0)
     assert np.abs(prior_is.per_example - exact).mean() > 3 * np.abs(d).mean()
 
 
+@pytest.mark.parametrize("which", ["tiny_sbn", "tiny_fdarn"])
+def test_gibbs_sweeps_reach_the_tempered_distribution(which, request):
+    """From the all-zeros state, 30 sweeps at a fixed beta, N = 20,000 independent chains: the empirical law of
+    the final states over all 2^7 latent states is f_beta / Z_beta, computed by enumeration, for beta 0, 1/2, 1.
+
+    Bound: for N draws from p over S = 128 states, E[TV] = (1/2) sum_s E|p^_s - p_s| <= (1/2) sum_s sqrt(p_s / N)
+    <= (1/2) sqrt(S / N) = 0.040 (Cauchy-Schwarz), and TV changes by at most 1/N per draw, so (McDiarmid)
+    P(TV > E[TV] + t) <= exp(-2 N t^2) = 1e-4 at t = 0.0215: TV < 0.062. The chains start far from the target
+    and forget the start within a few sweeps (the mixing is not assumed: a chain that had not converged, or a
+    sweep that left another law invariant, fails this bound; see the mutations in the report)."""
+    model, x = request.getfixturevalue(which)
+    x = tf.constant(x[:1])
+    chains, sweeps = 20000, 30
+
+    @tf.function
+    def final_states(beta):
+        kernel = annealing.GibbsSweep(model, x, beta)
+        h = [tf.zeros([chains, 1, size]) for size in model.latent_sizes]
+        results = kernel.bootstrap_results(h)
+        for i in tf.range(sweeps):
+            h, results = kernel.one_step(h, results, seed=tf.stack([7, i]))
+        return tf.concat(h, axis=-1)[:, 0, :], results.target_log_prob
+
+    configurations = sbn_module.latent_configurations(model.latent_sizes)
+    terms = model.log_joint_terms(x, [c[:, None, :] for c in configurations])
+    states = 2 ** sum(model.latent_sizes)
+    for beta in [0.0, 0.5, 1.0]:
+        bits, target = final_states(tf.constant(beta))
+        codes = (bits.numpy() @ 2 ** np.arange(bits.shape[-1])).astype(int)  # latent_configurations' order
+        empirical = np.bincount(codes, minlength=states) / chains
+        log_f = (tf.add_n(terms[1:]) + beta * terms[0])[:, 0].numpy().astype(np.float64)
+        exact = np.exp(log_f - log_f.max())
+        exact /= exact.sum()
+        tv = 0.5 * np.abs(empirical - exact).sum()
+        assert tv < 0.5 * np.sqrt(states / chains) + 0.0215, (beta, tv)
+        # The results carry log f_beta of the state they describe (what AIS's weights are made of).
+        np.testing.assert_allclose(target.numpy()[:, 0], log_f[codes], rtol=1e-5, atol=1e-4)
+
+
+def test_gibbs_needs_binary_affine_layers(factor_analysis, tiny_sbn):
+    model, x = factor_analysis
+    with pytest.raises(ValueError, match="transition must be one of 'gibbs', 'metropolis'"):
+        evaluate.ais_log_likelihood(tiny_sbn[0], tiny_sbn[1], steps=2, transition="heat-bath")
+    with pytest.raises(ValueError, match="is for binary latents"):
+        evaluate.bdmc(model, steps=2, transition="gibbs")
+    with pytest.raises(ValueError, match="needs binary latents"):
+        annealing.GibbsSweep(model, x, 1.0)
+
+
 @pytest.mark.parametrize("steps", [STEPS, 10])
-@pytest.mark.parametrize("which", ["factor_analysis", "tiny_sbn"])
-def test_bdmc_sandwiches_the_exact_value(which, steps, request):
+@pytest.mark.parametrize("which, transition", [("factor_analysis", None), ("tiny_sbn", "metropolis"),
+                                               ("tiny_sbn", "gibbs"), ("tiny_fdarn", "gibbs")])
+def test_bdmc_sandwiches_the_exact_value(which, transition, steps, request):
     """With enough temperatures the bounds are tight; with 10 they are loose, but still on either side of the
     exact value (reverse AIS must start from the exact latent of each simulated example for that)."""
     model, _ = request.getfixturevalue(which)
-    result = evaluate.bdmc(model, num_examples=BATCH, steps=steps, chains=CHAINS, seed=1, batch_size=BATCH)
+    result = evaluate.bdmc(model, num_examples=BATCH, steps=steps, chains=CHAINS, seed=1, batch_size=BATCH,
+                           transition=transition)
     exact = (model.marginal().log_prob(result.data) if which == "factor_analysis"
              else sbn_module.exact_log_likelihood(model, result.data)).numpy().astype(np.float64)
     # Lower bound in expectation: mean(lower - exact) <= 0 up to 4 standard errors of that mean; upper likewise.
