@@ -399,7 +399,7 @@ class GibbsSweep(tfp.mcmc.TransitionKernel):
             child_logits = tf.broadcast_to(child_logits, tf.concat([tf.shape(h[k])[:-1], tf.shape(child_logits)[-1:]],
                                                                    0))
             _, h[k], own[k], child_logits, changed = tf.while_loop(
-                lambda i, *_: i < units, body, (tf.constant(0), h[k], own[k], child_logits, changed),
+                lambda i, *_, units=units: i < units, body, (tf.constant(0), h[k], own[k], child_logits, changed),
                 maximum_iterations=units)
             if k == 0:
                 obs = child_logits
@@ -657,10 +657,10 @@ def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int 
 
       h_li ~ Bernoulli(sigmoid(log f_beta(h_li = 1, h_-li) - log f_beta(h_li = 0, h_-li))),
 
-    or `proposals` Metropolis flips (transition='metropolis'); see `_Annealer`. The step-size adaptation uses the chains'
-    own acceptance, which makes the weights very slightly dependent on it (as in Wu et al. 2017); the tests check
-    the estimate against exact values. Every batch of examples runs its chains in one compiled call per chunk of
-    at most `rows_per_chunk` chains x examples: memory does not grow with C.
+    or `proposals` Metropolis flips (transition='metropolis'); see `_Annealer`. The step-size adaptation uses the
+    chains' own acceptance, which makes the weights very slightly dependent on it (as in Wu et al. 2017); the
+    tests check the estimate against exact values. Every batch of examples runs its chains in one compiled call
+    per chunk of at most `rows_per_chunk` chains x examples: memory does not grow with C.
 
     Args:
       model: a `LatentVariableModel` with a prior (VAE, DLGM, SBN).
@@ -865,10 +865,10 @@ def inference_gaps(model, x, steps: int = 1000, chains: int = 16, seed: int = 0,
       log p(x) - ELBO_amortised = (log p(x) - ELBO_opt) + (ELBO_opt - ELBO_amortised)
                                   approximation gap       amortisation gap
 
-    log p(x) by `ais_log_likelihood` (steps, chains and its `ais_settings`, e.g. transition='gibbs'); ELBO_opt by `optimised_elbo` (the best per-example q in the
-    recognition family, from the encoder's output, until the ELBO rises by less than `tolerance` nats per
-    `check_every` updates); ELBO_amortised = mean of log p(x, h) - log q(h | x) over `elbo_samples` h ~ q(h | x)
-    of the recognition network.
+    log p(x) by `ais_log_likelihood` (steps, chains and its `ais_settings`, e.g. transition='gibbs'); ELBO_opt by
+    `optimised_elbo` (the best per-example q in the recognition family, from the encoder's output, until the ELBO
+    rises by less than `tolerance` nats per `check_every` updates); ELBO_amortised = mean of
+    log p(x, h) - log q(h | x) over `elbo_samples` h ~ q(h | x) of the recognition network.
 
     Returns:
       `InferenceGaps` with the per-example values and their means (`as_dict`).
