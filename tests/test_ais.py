@@ -266,3 +266,17 @@ def test_cli_ais_writes_each_batch_and_resumes(tmp_path, capsys):
     assert "BDMC" in capsys.readouterr().out
     assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"]) == 2
     assert "steps must be an integer >= 1" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "2", "--transition", "gibbs"]) == 1
+    assert "is for binary latents" in capsys.readouterr().err
+
+
+def test_cli_transition_names_its_choices(capsys):
+    from tfrecog import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "run", "--method", "ais", "--transition", "heat-bath"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid choice: 'heat-bath' (choose from gibbs, metropolis)" in err.replace("'gibbs', 'metropolis'",
+                                                                                       "gibbs, metropolis"), err
+    assert len(err.splitlines()) == 1, err
