@@ -1,5 +1,6 @@
-"""AIS transitions for binary latents: Metropolis flips (T=2000, 10 proposals per temperature, the zoo cards'
-setting) against one Gibbs sweep per temperature (`tfrecog.annealing.GibbsSweep`) at a few T, on zoo SBNs.
+"""AIS transitions for binary latents: Metropolis flips (10 proposals per temperature; T=2000, the zoo cards'
+setting, and T=8000) against one Gibbs sweep per temperature (`tfrecog.annealing.GibbsSweep`) at a few T, on zoo
+SBNs.
 
     nice -n 10 python bench/ais_transitions.py --data-dir ../shared/data
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tfrecog import annealing, evaluate, io, training, zoo  # noqa: E402
 
-SETTINGS = [("metropolis", 2000), ("gibbs", 100), ("gibbs", 300), ("gibbs", 1000)]
+SETTINGS = [("metropolis", 2000), ("metropolis", 8000), ("gibbs", 100), ("gibbs", 300), ("gibbs", 1000)]
 
 
 def load_average() -> list[float]:

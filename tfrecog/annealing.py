@@ -352,54 +352,73 @@ class GibbsSweep(tfp.mcmc.TransitionKernel):
         return own, obs
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
-        """One sweep: every unit of every layer resampled once from its conditional under f_beta (see the class)."""
+        """One sweep: every unit of every layer resampled once from its conditional under f_beta (see the class).
+
+        Per unit, with s = 1 - 2 h_li (+1: h_li is 0) and the logits b' = b + s W_i of the child were h_li toggled,
+        log p(c | toggled) - log p(c | current) = s c.W_i - sum_d [softplus(b'_d) - softplus(b_d)] (Bernoulli);
+        c.W_i is one matmul per layer (c does not change while layer l is swept), softplus(b) is carried and
+        replaced where the unit toggles, so each unit costs one softplus per child logit (and per later unit of an
+        autoregressive layer, whose s h_l.U_i is one matmul per layer too: only units j > i enter it, and those
+        are not yet redrawn).
+        """
         h = [tf.convert_to_tensor(p, tf.float32) for p in current_state]
         own, obs = self._logits(h)
         categorical = self._model.likelihood == "categorical"
         x = self._x
         seeds = tf.unstack(tf.random.experimental.stateless_split(tf.convert_to_tensor(seed, tf.int32), len(h)))
         changed = tf.zeros(tf.shape(h[0])[:-1])
+        count = tf.reduce_sum(x, axis=-1)[..., None]  # words per document (categorical)
         for k in range(len(h)):
             units = int(h[k].shape[-1])
             noise = tf.random.stateless_uniform(tf.shape(h[k]), seeds[k])
             child_kernel = self._child_kernels[k]
-            child_values = x if k == 0 else h[k - 1]
-            scale = self._beta if k == 0 else tf.constant(1.0)
             bernoulli_child = not (k == 0 and categorical)
-            count = tf.reduce_sum(x, axis=-1)
-            autoregressive = self._own[k].autoregressive
-            ar_kernel = self._own[k].output_layer.masked_kernel() if autoregressive else None
-            eye = tf.eye(units)
-
-            def body(i, h_l, a, b, moved, child_kernel=child_kernel, child_values=child_values, scale=scale,
-                     bernoulli_child=bernoulli_child, ar_kernel=ar_kernel, noise=noise, eye=eye, count=count):
-                h_i = tf.gather(h_l, i, axis=-1)[..., None]  # [..., B, 1]
-                w = tf.gather(child_kernel, i)  # the change of the child's logits when h_li goes 0 -> 1
-                b0 = b - h_i * w
-                b1 = b0 + w
-                if bernoulli_child:
-                    child = _bernoulli_log_prob_sum(b1, child_values) - _bernoulli_log_prob_sum(b0, child_values)
-                else:
-                    child = tf.reduce_sum(child_values * w, -1) - count * (
-                        tf.reduce_logsumexp(b1, -1) - tf.reduce_logsumexp(b0, -1))
-                logit = tf.gather(a, i, axis=-1) + scale * child
-                if ar_kernel is not None:  # units j > i of the same layer see h_li through U_ji
-                    u = tf.gather(ar_kernel, i)
-                    a0 = a - h_i * u
-                    logit += _bernoulli_log_prob_sum(a0 + u, h_l) - _bernoulli_log_prob_sum(a0, h_l)
-                new = tf.cast(tf.gather(noise, i, axis=-1) < tf.sigmoid(logit), tf.float32)[..., None]
-                delta = new - h_i  # -1, 0 or +1
-                h_l = h_l + delta * tf.gather(eye, i)
-                b = b + delta * w
-                if ar_kernel is not None:
-                    a = a + delta * u
-                return i + 1, h_l, a, b, moved + tf.abs(delta[..., 0])
-
+            scale = self._beta if k == 0 else tf.constant(1.0)
+            # [..., B, K_l]: c.W_i for every unit i of the layer (the linear part of the child's log-probability)
+            child_linear = tf.linalg.matvec(child_kernel, x if k == 0 else h[k - 1])
             child_logits = obs if k == 0 else own[k - 1]
             child_logits = tf.broadcast_to(child_logits, tf.concat([tf.shape(h[k])[:-1], tf.shape(child_logits)[-1:]],
                                                                    0))
-            _, h[k], own[k], child_logits, changed = tf.while_loop(
-                lambda i, *_, units=units: i < units, body, (tf.constant(0), h[k], own[k], child_logits, changed),
+            child_norm = tf.nn.softplus(child_logits) if bernoulli_child else tf.reduce_logsumexp(
+                child_logits, -1, keepdims=True)
+            autoregressive = self._own[k].autoregressive
+            ar_kernel = self._own[k].output_layer.masked_kernel() if autoregressive else tf.zeros([units, 0])
+            own_linear = tf.linalg.matvec(ar_kernel, h[k]) if autoregressive else tf.zeros_like(h[k])
+            own_norm = tf.nn.softplus(own[k]) if autoregressive else own[k][..., :0]
+            eye = tf.eye(units)
+
+            def body(i, h_l, a, own_norm, b, child_norm, moved, child_kernel=child_kernel, scale=scale,
+                     child_linear=child_linear, bernoulli_child=bernoulli_child, ar_kernel=ar_kernel,
+                     own_linear=own_linear, autoregressive=autoregressive, noise=noise, eye=eye):
+                h_i = tf.gather(h_l, i, axis=-1)[..., None]  # [..., B, 1]
+                sign = 1.0 - 2.0 * h_i  # +1: a toggle sets h_li to 1
+                toggled = b + sign * tf.gather(child_kernel, i)  # the child's logits were h_li toggled
+                if bernoulli_child:
+                    toggled_norm = tf.nn.softplus(toggled)
+                    norm_change = tf.reduce_sum(toggled_norm - child_norm, -1)
+                else:
+                    toggled_norm = tf.reduce_logsumexp(toggled, -1, keepdims=True)
+                    norm_change = (count * (toggled_norm - child_norm))[..., 0]
+                sign = sign[..., 0]
+                # log p(c | h_li = 1) - log p(c | h_li = 0): the toggle's change of the child's log-probability,
+                # times the sign that orients it from 0 to 1
+                child = tf.gather(child_linear, i, axis=-1) - sign * norm_change
+                logit = tf.gather(a, i, axis=-1) + scale * child
+                if autoregressive:  # units j > i of the same layer see h_li through U_ji (U_ji = 0 for j <= i)
+                    own_toggled = a + sign[..., None] * tf.gather(ar_kernel, i)
+                    toggled_own_norm = tf.nn.softplus(own_toggled)
+                    logit += tf.gather(own_linear, i, axis=-1) - sign * tf.reduce_sum(toggled_own_norm - own_norm, -1)
+                new = tf.cast(tf.gather(noise, i, axis=-1) < tf.sigmoid(logit), tf.float32)
+                flip = tf.not_equal(new, h_i[..., 0])[..., None]
+                h_l = tf.where(flip, h_l + sign[..., None] * tf.gather(eye, i), h_l)
+                b, child_norm = tf.where(flip, toggled, b), tf.where(flip, toggled_norm, child_norm)
+                if autoregressive:
+                    a, own_norm = tf.where(flip, own_toggled, a), tf.where(flip, toggled_own_norm, own_norm)
+                return i + 1, h_l, a, own_norm, b, child_norm, moved + tf.cast(flip[..., 0], tf.float32)
+
+            _, h[k], own[k], _, child_logits, _, changed = tf.while_loop(
+                lambda i, *_, units=units: i < units, body,
+                (tf.constant(0), h[k], own[k], own_norm, child_logits, child_norm, changed),
                 maximum_iterations=units)
             if k == 0:
                 obs = child_logits
