@@ -98,12 +98,12 @@ def test_ais_equals_tiny_sbn_enumeration(which, transition, request):
 
 @pytest.fixture(scope="module")
 def tiny_documents():
-    """A one-layer fDARN over word counts (7 autoregressive binary latents, a vocabulary of 8, documents of 10
+    """A one-layer fDARN over word counts (7 autoregressive binary latents, a vocabulary of 8, documents of 3
     words): the categorical observation's child term is a log-softmax, and the sweep has a single layer, whose
     autoregressive weights are strong (scale 3). (In one layer, a sweep that dropped the terms of the later units
     would still be exact at beta = 0, where it is ancestral sampling, but not at beta > 0.)"""
     keras.utils.set_random_seed(5)
-    model = SBN(event_size=8, latent_sizes=(7,), likelihood="categorical", document_length=10,
+    model = SBN(event_size=8, latent_sizes=(7,), likelihood="categorical", document_length=3,
                 autoregressive_prior=True, baseline_hidden_size=None)
     rng = np.random.default_rng(2)
     for v in model.generative_variables:
