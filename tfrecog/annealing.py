@@ -263,11 +263,6 @@ def _context_kernel(layer, name: str):
     return tf.convert_to_tensor(output.context_kernel if layer.autoregressive else output.kernel)
 
 
-def _bernoulli_log_prob_sum(logits, y):
-    """sum_d log Bernoulli(y_d; sigmoid(a_d)) = sum_d y_d a_d - softplus(a_d), over the last axis."""
-    return tf.reduce_sum(y * logits - tf.nn.softplus(logits), axis=-1)
-
-
 class GibbsSweepResults(NamedTuple):
     """`GibbsSweep`'s kernel results: log f_beta at the current state [C, B], and the fraction of the latent units
     that changed in the last sweep [C, B] (0 after `bootstrap_results`)."""
@@ -293,7 +288,9 @@ class GibbsSweep(tfp.mcmc.TransitionKernel):
     for the bottom layer (whose child is x, the term p(x | h_1)^beta) and 1 above. For word counts the child term
     is sum_w x_w W_iw - N (logsumexp(b0 + W_i) - logsumexp(b0)), N = sum_w x_w. The logits of every layer and
     of x are computed once per sweep and kept exact by adding +-U_i (own layer) and +-W_i (child) when h_li
-    toggles, so a sweep costs about one forward pass of arithmetic (in sum_l K_l sequential steps).
+    toggles, so a sweep costs about one forward pass of arithmetic (in sum_l K_l sequential steps; see
+    `one_step`). `GibbsSweepResults.changed`, the fraction of the units that changed, is what AIS reports as
+    the acceptance of this transition.
 
     Each single-site update leaves f_beta invariant, so the sweep does (it is calibrated; not reversible, which
     AIS does not need). Layers with a tanh hidden layer have no such incremental form: a one-line error.
