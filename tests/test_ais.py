@@ -292,7 +292,9 @@ def test_cli_ais_writes_each_batch_and_resumes(tmp_path, capsys):
     assert cli.main(["evaluate", str(run), "--method", "bdmc", "--steps", "5", "--chains", "2", "--limit", "10",
                      "--batch-size", "10"]) == 0
     assert "BDMC" in capsys.readouterr().out
-    assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error: exit status 2
+        cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"])
+    assert exit_info.value.code == 2
     assert "steps must be an integer >= 1" in capsys.readouterr().err
     assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "2", "--transition", "gibbs"]) == 1
     assert "is for binary latents" in capsys.readouterr().err
