@@ -53,6 +53,20 @@ def tiny_sbn():
     return model, x.numpy()
 
 
+@pytest.fixture(scope="module")
+def tiny_fdarn():
+    """The fDARN counterpart of `tiny_sbn`: autoregressive connections within both latent layers and within the
+    visible layer (masked kernels set to strong random weights too), and 20 examples drawn from it."""
+    keras.utils.set_random_seed(4)
+    model = SBN(event_size=10, latent_sizes=(4, 3), autoregressive_prior=True, autoregressive_visible=True,
+                baseline_hidden_size=None)
+    rng = np.random.default_rng(1)
+    for v in model.generative_variables:
+        v.assign(rng.normal(scale=1.5, size=v.shape).astype(np.float32))
+    x, _ = model.sample_joint(BATCH, tf.constant([1, 2]))
+    return model, x.numpy()
+
+
 def test_ais_equals_factor_analysis_marginal(factor_analysis):
     model, x = factor_analysis
     exact = model.marginal().log_prob(x).numpy()
@@ -66,24 +80,108 @@ def test_ais_equals_factor_analysis_marginal(factor_analysis):
     assert (result.per_example_elbo <= result.per_example + 1e-9).all()
 
 
-def test_ais_equals_tiny_sbn_enumeration(tiny_sbn):
-    model, x = tiny_sbn
+@pytest.mark.parametrize("which, transition", [("tiny_sbn", "gibbs"), ("tiny_sbn", "metropolis"),
+                                               ("tiny_fdarn", "gibbs")])
+def test_ais_equals_tiny_sbn_enumeration(which, transition, request):
+    model, x = request.getfixturevalue(which)
     exact = sbn_module.exact_log_likelihood(model, x).numpy()
-    result = evaluate.ais_log_likelihood(model, x, steps=STEPS, chains=CHAINS, batch_size=BATCH, seed=0)
+    result = evaluate.ais_log_likelihood(model, x, steps=STEPS, chains=CHAINS, batch_size=BATCH, seed=0,
+                                         transition=transition)
     d = _within_monte_carlo_error(result.per_example, exact, slack=0.02)
     assert np.abs(d).max() < 0.5
+    # Gibbs: the fraction of the 7 units that changed per sweep; Metropolis: the mean acceptance probability.
+    assert 0.0 < result.acceptance < 1.0
     # Plain importance sampling from the prior with as many samples is far off: AIS is doing the work.
     prior_is = annealing.ais_log_likelihood(model, x, steps=1, chains=CHAINS, batch_size=BATCH, seed=0)
     assert np.abs(prior_is.per_example - exact).mean() > 3 * np.abs(d).mean()
 
 
+@pytest.fixture(scope="module")
+def tiny_documents():
+    """A one-layer fDARN over word counts (7 autoregressive binary latents, a vocabulary of 8, documents of 3
+    words): the categorical observation's child term is a log-softmax, and the sweep has a single layer, whose
+    autoregressive weights are strong (scale 3). (In one layer, a sweep that dropped the terms of the later units
+    would still be exact at beta = 0, where it is ancestral sampling, but not at beta > 0.)"""
+    keras.utils.set_random_seed(5)
+    model = SBN(event_size=8, latent_sizes=(7,), likelihood="categorical", document_length=3,
+                autoregressive_prior=True, baseline_hidden_size=None)
+    rng = np.random.default_rng(2)
+    for v in model.generative_variables:
+        v.assign(rng.normal(scale=3.0 if "masked/kernel" in v.path else 1.5, size=v.shape).astype(np.float32))
+    x, _ = model.sample_joint(BATCH, tf.constant([1, 2]))
+    return model, x.numpy()
+
+
+@pytest.mark.parametrize("which, betas", [("tiny_sbn", [0.0, 0.5, 1.0]), ("tiny_fdarn", [0.0, 0.5, 1.0]),
+                                          ("tiny_documents", [0.5, 1.0])])
+def test_gibbs_sweeps_reach_the_tempered_distribution(which, betas, request):
+    """From the all-zeros state, 100 sweeps at a fixed beta, N = 10,000 independent chains: the final states are
+    draws from f_beta / Z_beta over all 2^7 latent states (computed by enumeration), for beta 0, 1/2, 1.
+
+    Pearson's chi-square over the states whose expected count N p_s is at least 5 (the others pooled into one
+    cell, with the next least likely until it expects 5; Cochran's rule) is approximately chi-square distributed
+    with (number of cells - 1) degrees of freedom for N independent draws from p; a correct, converged sweep
+    fails the bound P(X^2 > x) < 1e-4 with probability 1e-4 per beta.
+    30 sweeps were too few for the documents' strongly autoregressive layer at beta = 1 (P = 1e-7 from the
+    all-zeros start; 0.64 after 100 sweeps): the test checks convergence as well as invariance."""
+    from scipy.stats import chi2
+
+    model, x = request.getfixturevalue(which)
+    x = tf.constant(x[:1])
+    chains, sweeps = 10000, 100
+
+    @tf.function
+    def final_states(beta):
+        kernel = annealing.GibbsSweep(model, x, beta)
+        h = [tf.zeros([chains, 1, size]) for size in model.latent_sizes]
+        results = kernel.bootstrap_results(h)
+        for i in tf.range(sweeps):
+            h, results = kernel.one_step(h, results, seed=tf.stack([7, i]))
+        return tf.concat(h, axis=-1)[:, 0, :], results.target_log_prob
+
+    configurations = sbn_module.latent_configurations(model.latent_sizes)
+    terms = model.log_joint_terms(x, [c[:, None, :] for c in configurations])
+    states = 2 ** sum(model.latent_sizes)
+    for beta in betas:
+        bits, target = final_states(tf.constant(beta))
+        codes = (bits.numpy() @ 2 ** np.arange(bits.shape[-1])).astype(int)  # latent_configurations' order
+        observed = np.bincount(codes, minlength=states).astype(np.float64)
+        log_f = (tf.add_n(terms[1:]) + beta * terms[0])[:, 0].numpy().astype(np.float64)
+        expected = np.exp(log_f - log_f.max())
+        expected *= chains / expected.sum()
+        order = np.argsort(expected)  # pool the least likely states, and more until the pool expects >= 5
+        pool = int(np.sum(expected < 5))
+        while 0 < pool < states and expected[order[:pool]].sum() < 5:
+            pool += 1
+        cells_expected = np.append(expected[order[pool:]], expected[order[:pool]].sum())
+        cells_observed = np.append(observed[order[pool:]], observed[order[:pool]].sum())
+        if pool == 0:
+            cells_expected, cells_observed = cells_expected[:-1], cells_observed[:-1]
+        statistic = np.sum((cells_observed - cells_expected) ** 2 / cells_expected)
+        assert chi2.sf(statistic, len(cells_expected) - 1) > 1e-4, (beta, statistic, len(cells_expected))
+        # The results carry log f_beta of the state they describe (what AIS's weights are made of).
+        np.testing.assert_allclose(target.numpy()[:, 0], log_f[codes], rtol=1e-5, atol=1e-4)
+
+
+def test_gibbs_needs_binary_affine_layers(factor_analysis, tiny_sbn):
+    model, x = factor_analysis
+    with pytest.raises(ValueError, match="transition must be one of 'gibbs', 'metropolis'"):
+        evaluate.ais_log_likelihood(tiny_sbn[0], tiny_sbn[1], steps=2, transition="heat-bath")
+    with pytest.raises(ValueError, match="is for binary latents"):
+        evaluate.bdmc(model, steps=2, transition="gibbs")
+    with pytest.raises(ValueError, match="needs binary latents"):
+        annealing.GibbsSweep(model, x, 1.0)
+
+
 @pytest.mark.parametrize("steps", [STEPS, 10])
-@pytest.mark.parametrize("which", ["factor_analysis", "tiny_sbn"])
-def test_bdmc_sandwiches_the_exact_value(which, steps, request):
+@pytest.mark.parametrize("which, transition", [("factor_analysis", None), ("tiny_sbn", "metropolis"),
+                                               ("tiny_sbn", "gibbs"), ("tiny_fdarn", "gibbs")])
+def test_bdmc_sandwiches_the_exact_value(which, transition, steps, request):
     """With enough temperatures the bounds are tight; with 10 they are loose, but still on either side of the
     exact value (reverse AIS must start from the exact latent of each simulated example for that)."""
     model, _ = request.getfixturevalue(which)
-    result = evaluate.bdmc(model, num_examples=BATCH, steps=steps, chains=CHAINS, seed=1, batch_size=BATCH)
+    result = evaluate.bdmc(model, num_examples=BATCH, steps=steps, chains=CHAINS, seed=1, batch_size=BATCH,
+                           transition=transition)
     exact = (model.marginal().log_prob(result.data) if which == "factor_analysis"
              else sbn_module.exact_log_likelihood(model, result.data)).numpy().astype(np.float64)
     # Lower bound in expectation: mean(lower - exact) <= 0 up to 4 standard errors of that mean; upper likewise.
@@ -194,5 +292,21 @@ def test_cli_ais_writes_each_batch_and_resumes(tmp_path, capsys):
     assert cli.main(["evaluate", str(run), "--method", "bdmc", "--steps", "5", "--chains", "2", "--limit", "10",
                      "--batch-size", "10"]) == 0
     assert "BDMC" in capsys.readouterr().out
-    assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error: exit status 2
+        cli.main(["evaluate", str(run), "--method", "ais", "--steps", "0"])
+    assert exit_info.value.code == 2
     assert "steps must be an integer >= 1" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--method", "ais", "--steps", "2", "--transition", "gibbs"]) == 1
+    assert "is for binary latents" in capsys.readouterr().err
+
+
+def test_cli_transition_names_its_choices(capsys):
+    from tfrecog import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "run", "--method", "ais", "--transition", "heat-bath"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid choice: 'heat-bath' (choose from gibbs, metropolis)" in err.replace("'gibbs', 'metropolis'",
+                                                                                       "gibbs, metropolis"), err
+    assert len(err.splitlines()) == 1, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +20,10 @@ from tfrecog.models.sbn import SBN
 __all__ = [
     "AISLogLikelihood",
     "BDMC",
+    "GibbsSweep",
+    "GibbsSweepResults",
     "InferenceGaps",
+    "TRANSITIONS",
     "ais_batches",
     "ais_log_likelihood",
     "bdmc",
@@ -32,6 +36,10 @@ __all__ = [
 # are all that is held, whatever the number of chains (more chains run as further chunks).
 DEFAULT_ROWS_PER_CHUNK = 8192
 TARGET_ACCEPT = 0.65  # HMC's acceptance target (Neal 2011; Wu et al. 2017 use the same for decoder-based models)
+# Transitions for binary latents (SBN, fDARN); Gaussian latents always use HMC. The default was chosen by
+# measurement on sbn-bmnist-200-200 and sbn-bmnist-200-200-200 (bench/ais_transitions.py, bench/AIS_SPEED.md).
+TRANSITIONS = ("gibbs", "metropolis")
+DEFAULT_BINARY_TRANSITION = "gibbs"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -240,6 +248,184 @@ def _flip_proposal(flips: int):
     return new_state
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Gibbs sweeps for binary latents
+
+
+def _context_kernel(layer, name: str):
+    """W [context_size, units] of an affine sigmoid layer: row i is what context unit i adds to the logits."""
+    if isinstance(layer, keras.layers.Dense):  # the categorical observation layer: softmax(W h_1 + b)
+        return tf.convert_to_tensor(layer.kernel)
+    if layer.hidden is not None:
+        raise ValueError(f"transition='gibbs' needs affine generative layers; {name} ({layer.name}) has a tanh "
+                         "hidden layer: use transition='metropolis'")
+    output = layer.output_layer
+    return tf.convert_to_tensor(output.context_kernel if layer.autoregressive else output.kernel)
+
+
+class GibbsSweepResults(NamedTuple):
+    """`GibbsSweep`'s kernel results: log f_beta at the current state [C, B], and the fraction of the latent units
+    that changed in the last sweep [C, B] (0 after `bootstrap_results`)."""
+
+    target_log_prob: tf.Tensor
+    changed: tf.Tensor
+
+
+class GibbsSweep(tfp.mcmc.TransitionKernel):
+    """Systematic-scan single-site Gibbs (heat-bath) sweep over the binary latents of an SBN / fDARN, leaving
+
+      f_beta(h) = p(h) p(x | h)^beta,   p(h) = p(h_L) prod_{l<L} p(h_l | h_{l+1}),
+
+    invariant. Layers bottom (h_1) to top, units in order; unit i of layer l is redrawn from its exact conditional
+
+      h_li ~ Bernoulli(sigmoid(d_li)),   d_li = log f_beta(h_li = 1, rest) - log f_beta(h_li = 0, rest)
+      d_li = a_li                                                            its own logit in p(h_l | h_{l+1})
+           + sum_{j>i} [log Ber(h_lj; a0_lj + U_ji) - log Ber(h_lj; a0_lj)]   fDARN: the later units of its layer
+           + s_l sum_d [log Ber(c_d; b0_d + W_id) - log Ber(c_d; b0_d)]         its child layer c (h_{l-1}, or x)
+
+    with a0 and b0 the logits of the layer and of its child at h_li = 0, U the layer's masked (strictly
+    triangular) kernel, W the child's context kernel (row i: what h_li adds to the child's logits), and s_l = beta
+    for the bottom layer (whose child is x, the term p(x | h_1)^beta) and 1 above. For word counts the child term
+    is sum_w x_w W_iw - N (logsumexp(b0 + W_i) - logsumexp(b0)), N = sum_w x_w. The logits of every layer and
+    of x are computed once per sweep and kept exact by adding +-U_i (own layer) and +-W_i (child) when h_li
+    toggles, so a sweep costs about one forward pass of arithmetic (in sum_l K_l sequential steps; see
+    `one_step`). `GibbsSweepResults.changed`, the fraction of the units that changed, is what AIS reports as
+    the acceptance of this transition.
+
+    Each single-site update leaves f_beta invariant, so the sweep does (it is calibrated; not reversible, which
+    AIS does not need). Layers with a tanh hidden layer have no such incremental form: a one-line error.
+
+    Args:
+      model: an `SBN` (any number of layers, factorial or autoregressive within layers, Bernoulli or categorical
+        observation).
+      x: the data [B, D]; states are lists of [..., B, K_l] tensors (bottom first), e.g. [C, B, K_l] chains.
+      beta: the inverse temperature.
+    """
+
+    def __init__(self, model, x, beta, name: str | None = None):
+        if not isinstance(model, SBN):
+            raise ValueError(f"GibbsSweep needs binary latents (an SBN or fDARN); got {type(model).__name__}")
+        self._parameters = dict(model=model, x=x, beta=beta, name=name)
+        self._model = model
+        self._x = tf.convert_to_tensor(x, tf.float32)
+        self._beta = tf.convert_to_tensor(beta, tf.float32)
+        layers = [*model.generative_layers, model.prior_layer]  # the layer that scores h_l, bottom first
+        self._own = layers
+        self._child_kernels = [_context_kernel(model.observation_layer, "the observation layer"),
+                               *[_context_kernel(layer, f"latent layer {k + 1}")
+                                 for k, layer in enumerate(model.generative_layers)]]
+        for k, layer in enumerate(layers):
+            if layer.hidden is not None:
+                _context_kernel(layer, f"latent layer {k + 1}")
+
+    @property
+    def parameters(self):
+        return self._parameters
+
+    @property
+    def is_calibrated(self) -> bool:
+        return True
+
+    def _target(self, parts):
+        log_prior, log_lik = _split_densities(self._model, self._x, parts)
+        return log_prior + self._beta * log_lik
+
+    def bootstrap_results(self, init_state):
+        target = self._target(init_state)
+        return GibbsSweepResults(target, tf.zeros_like(target))
+
+    def _logits(self, h):
+        """[a_1, ..., a_L] (each [..., B, K_l]: the logits of p(h_l | h_{l+1}) at h) and the logits of x [..., B, D]."""
+        model, num = self._model, len(h)
+        own = []
+        for k, layer in enumerate(self._own):
+            context = h[k + 1] if k + 1 < num else None
+            a = layer.logits(h[k] if layer.autoregressive else None, context)
+            own.append(tf.broadcast_to(a, tf.shape(h[k])))
+        if model.likelihood == "categorical":
+            obs = model.observation_layer(h[0])
+        else:
+            obs = model.observation_layer.logits(self._x, h[0])
+        return own, obs
+
+    def one_step(self, current_state, previous_kernel_results, seed=None):
+        """One sweep: every unit of every layer resampled once from its conditional under f_beta (see the class).
+
+        Per unit, with s = 1 - 2 h_li (+1: h_li is 0) and the logits b' = b + s W_i of the child were h_li toggled,
+        log p(c | toggled) - log p(c | current) = s c.W_i - sum_d [softplus(b'_d) - softplus(b_d)] (Bernoulli);
+        c.W_i is one matmul per layer (c does not change while layer l is swept), softplus(b) is carried and
+        replaced where the unit toggles, so each unit costs one softplus per child logit (and per later unit of an
+        autoregressive layer, whose s h_l.U_i is one matmul per layer too: only units j > i enter it, and those
+        are not yet redrawn).
+        """
+        h = [tf.convert_to_tensor(p, tf.float32) for p in current_state]
+        own, obs = self._logits(h)
+        categorical = self._model.likelihood == "categorical"
+        x = self._x
+        seeds = tf.unstack(tf.random.experimental.stateless_split(tf.convert_to_tensor(seed, tf.int32), len(h)))
+        changed = tf.zeros(tf.shape(h[0])[:-1])
+        count = tf.reduce_sum(x, axis=-1)[..., None]  # words per document (categorical)
+        for k in range(len(h)):
+            units = int(h[k].shape[-1])
+            noise = tf.random.stateless_uniform(tf.shape(h[k]), seeds[k])
+            child_kernel = self._child_kernels[k]
+            bernoulli_child = not (k == 0 and categorical)
+            scale = self._beta if k == 0 else tf.constant(1.0)
+            # [..., B, K_l]: c.W_i for every unit i of the layer (the linear part of the child's log-probability)
+            child_linear = tf.linalg.matvec(child_kernel, x if k == 0 else h[k - 1])
+            child_logits = obs if k == 0 else own[k - 1]
+            child_logits = tf.broadcast_to(child_logits, tf.concat([tf.shape(h[k])[:-1], tf.shape(child_logits)[-1:]],
+                                                                   0))
+            child_norm = tf.nn.softplus(child_logits) if bernoulli_child else tf.reduce_logsumexp(
+                child_logits, -1, keepdims=True)
+            autoregressive = self._own[k].autoregressive
+            ar_kernel = self._own[k].output_layer.masked_kernel() if autoregressive else tf.zeros([units, 0])
+            own_linear = tf.linalg.matvec(ar_kernel, h[k]) if autoregressive else tf.zeros_like(h[k])
+            own_norm = tf.nn.softplus(own[k]) if autoregressive else own[k][..., :0]
+            eye = tf.eye(units)
+
+            def body(i, h_l, a, own_norm, b, child_norm, moved, child_kernel=child_kernel, scale=scale,
+                     child_linear=child_linear, bernoulli_child=bernoulli_child, ar_kernel=ar_kernel,
+                     own_linear=own_linear, autoregressive=autoregressive, noise=noise, eye=eye):
+                h_i = tf.gather(h_l, i, axis=-1)[..., None]  # [..., B, 1]
+                sign = 1.0 - 2.0 * h_i  # +1: a toggle sets h_li to 1
+                toggled = b + sign * tf.gather(child_kernel, i)  # the child's logits were h_li toggled
+                if bernoulli_child:
+                    toggled_norm = tf.nn.softplus(toggled)
+                    norm_change = tf.reduce_sum(toggled_norm - child_norm, -1)
+                else:
+                    toggled_norm = tf.reduce_logsumexp(toggled, -1, keepdims=True)
+                    norm_change = (count * (toggled_norm - child_norm))[..., 0]
+                sign = sign[..., 0]
+                # log p(c | h_li = 1) - log p(c | h_li = 0): the toggle's change of the child's log-probability,
+                # times the sign that orients it from 0 to 1
+                child = tf.gather(child_linear, i, axis=-1) - sign * norm_change
+                logit = tf.gather(a, i, axis=-1) + scale * child
+                if autoregressive:  # units j > i of the same layer see h_li through U_ji (U_ji = 0 for j <= i)
+                    own_toggled = a + sign[..., None] * tf.gather(ar_kernel, i)
+                    toggled_own_norm = tf.nn.softplus(own_toggled)
+                    logit += tf.gather(own_linear, i, axis=-1) - sign * tf.reduce_sum(toggled_own_norm - own_norm, -1)
+                new = tf.cast(tf.gather(noise, i, axis=-1) < tf.sigmoid(logit), tf.float32)
+                flip = tf.not_equal(new, h_i[..., 0])[..., None]
+                h_l = tf.where(flip, h_l + sign[..., None] * tf.gather(eye, i), h_l)
+                b, child_norm = tf.where(flip, toggled, b), tf.where(flip, toggled_norm, child_norm)
+                if autoregressive:
+                    a, own_norm = tf.where(flip, own_toggled, a), tf.where(flip, toggled_own_norm, own_norm)
+                return i + 1, h_l, a, own_norm, b, child_norm, moved + tf.cast(flip[..., 0], tf.float32)
+
+            _, h[k], own[k], _, child_logits, _, changed = tf.while_loop(
+                lambda i, *_, units=units: i < units, body,
+                (tf.constant(0), h[k], own[k], own_norm, child_logits, child_norm, changed),
+                maximum_iterations=units)
+            if k == 0:
+                obs = child_logits
+            else:
+                own[k - 1] = child_logits
+        target = self._target(h)  # recomputed, not accumulated: the weights see no rounding drift of the logits
+        total = float(sum(int(p.shape[-1]) for p in h))
+        return h, GibbsSweepResults(target, changed / total)
+
+
 class _Annealer:
     """One compiled AIS run over a chunk of chains for a batch of examples, any schedule direction.
 
@@ -256,15 +442,23 @@ class _Annealer:
     per temperature, its step size (one per example, shared by the chains) carried from one temperature to the
     next and adapted by `tfp.mcmc.SimpleStepSizeAdaptation` towards acceptance 0.65 (multiplied or divided by
     1 + `adaptation_rate` on the mean acceptance over the example's chains), as Wu et al. (2017) do for decoder
-    models. Binary latents: `proposals` Metropolis steps (`tfp.mcmc.RandomWalkMetropolis` with the symmetric flip
-    proposal of `_flip_proposal`) per temperature: each costs one density evaluation, where a Gibbs sweep over
-    200 units would cost 200, and a rejected flip is cheaper than a heat-bath update that may also keep the unit.
+    models. Binary latents, `transition`:
+      'gibbs': one systematic-scan Gibbs sweep per temperature (`GibbsSweep`): every unit h_li of every layer
+        redrawn once from its exact conditional under f_beta,
+          h_li ~ Bernoulli(sigmoid(log f_beta(h_li = 1, rest) - log f_beta(h_li = 0, rest))),
+        the log-odds made of its own logit, the terms of the later units of its layer (fDARN) and beta times (for
+        the bottom layer; 1 above) the change of its child layer's log-probability, with the logits updated
+        incrementally (a sweep costs about one forward pass of arithmetic). Acceptance: the fraction of the
+        units that changed in a sweep.
+      'metropolis': `proposals` Metropolis steps (`tfp.mcmc.RandomWalkMetropolis` with the symmetric flip proposal
+        of `_flip_proposal`), each one density evaluation. Acceptance: the mean of min(1, f(h') / f(h)).
     """
 
     def __init__(self, model, binary: bool, structured: bool, leapfrog_steps: int, proposals: int, flips: int,
-                 adaptation_rate: float, jit_compile: bool):
+                 adaptation_rate: float, jit_compile: bool, transition: str | None = None):
         self.model_ref = weakref.ref(model)
         self.binary = binary
+        self.gibbs = binary and transition == "gibbs"
         self.structured = structured
         self.leapfrog_steps = leapfrog_steps
         self.proposals = proposals
@@ -273,6 +467,8 @@ class _Annealer:
         self.run = tf.function(self._run, jit_compile=jit_compile, reduce_retracing=True)
 
     def _kernel(self, x, beta, step_size):
+        if self.gibbs:
+            return GibbsSweep(self.model_ref(), x, beta)
         target = _target_fn(self.model_ref(), x, beta, self.structured)
         if self.binary:
             return tfp.mcmc.RandomWalkMetropolis(target, new_state_fn=_flip_proposal(self.flips))
@@ -283,6 +479,8 @@ class _Annealer:
 
     @staticmethod
     def _accepted_target(results):
+        if isinstance(results, GibbsSweepResults):
+            return results.target_log_prob, None
         inner = getattr(results, "inner_results", results)
         return inner.accepted_results.target_log_prob, inner.log_accept_ratio
 
@@ -299,7 +497,10 @@ class _Annealer:
             current, _ = self._accepted_target(results)
             log_w = log_w + current - previous  # log f_t(h_{t-1}) - log f_{t-1}(h_{t-1})
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
-            if self.binary:  # `proposals` Metropolis steps in a loop (unrolled, XLA would compile each copy)
+            if self.gibbs:
+                parts, results = kernel.one_step(parts, results, seed=step_seed)
+                t_accept = results.changed
+            elif self.binary:  # `proposals` Metropolis steps in a loop (unrolled, XLA would compile each copy)
 
                 def propose(i, parts, results, total):
                     parts, results = kernel.one_step(
@@ -388,18 +589,36 @@ def _prior_parts(model, batch):
 # Public estimators
 
 
-def _settings(leapfrog_steps, proposals, flips, adaptation_rate, jit_compile):
+def _transition(model, transition) -> str | None:
+    """The binary latents' transition ('gibbs' or 'metropolis'; None: `DEFAULT_BINARY_TRANSITION`), checked;
+    None for Gaussian latents (HMC), which take no transition."""
+    if transition is not None and transition not in TRANSITIONS:
+        raise ValueError(f"transition must be one of {', '.join(map(repr, TRANSITIONS))} (or None for the "
+                         f"default); got {transition!r}")
+    if not isinstance(model, SBN):
+        if transition is not None:
+            raise ValueError(f"transition={transition!r} is for binary latents (SBN, fDARN); "
+                             f"{type(model).__name__} has Gaussian latents (HMC): leave transition unset")
+        return None
+    transition = transition or DEFAULT_BINARY_TRANSITION
+    if transition == "gibbs":  # the one-line error for layers without an incremental conditional, now
+        GibbsSweep(model, tf.zeros([1, model.event_size]), 1.0)
+    return transition
+
+
+def _settings(model, leapfrog_steps, proposals, flips, adaptation_rate, jit_compile, transition=None):
     _check_counts(leapfrog_steps=leapfrog_steps, proposals=proposals, flips=flips)
     if not 0.0 < float(adaptation_rate) < 1.0:
         raise ValueError(f"adaptation_rate must be in (0, 1); got {adaptation_rate!r}")
     return dict(leapfrog_steps=int(leapfrog_steps), proposals=int(proposals), flips=int(flips),
-                adaptation_rate=float(adaptation_rate), jit_compile=bool(jit_compile))
+                adaptation_rate=float(adaptation_rate), jit_compile=bool(jit_compile),
+                transition=_transition(model, transition))
 
 
 def ais_batches(model, x, steps: int = 1000, chains: int = 16, seed: int = 0, batch_size: int = 100,
                 start: int = 0, rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK, leapfrog_steps: int = 10,
                 proposals: int = 10, flips: int = 1, adaptation_rate: float = 0.05, initial_step_size: float = 0.2,
-                jit_compile: bool = True):
+                jit_compile: bool = True, transition: str | None = None):
     """Forward AIS batch by batch: yields `(first, log_w [chains, n], acceptance [n])` for x[first:first + n].
 
     The generator behind `ais_log_likelihood`, for callers that keep each batch as it finishes (the CLI writes
@@ -408,7 +627,7 @@ def ais_batches(model, x, steps: int = 1000, chains: int = 16, seed: int = 0, ba
     """
     _check_counts(steps=steps, chains=chains, batch_size=batch_size, rows_per_chunk=rows_per_chunk)
     _check_model(model)
-    settings = _settings(leapfrog_steps, proposals, flips, adaptation_rate, jit_compile)
+    settings = _settings(model, leapfrog_steps, proposals, flips, adaptation_rate, jit_compile, transition)
     x = model.check_input(x)
     betas = sigmoid_schedule(int(steps))
     chains_per_chunk = max(1, min(int(chains), int(rows_per_chunk) // int(batch_size)))
@@ -439,7 +658,8 @@ def ais_result(log_w: np.ndarray, acceptance: np.ndarray, steps: int) -> AISLogL
 def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int = 0, batch_size: int = 100,
                        rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK, leapfrog_steps: int = 10, proposals: int = 10,
                        flips: int = 1, adaptation_rate: float = 0.05, initial_step_size: float = 0.2,
-                       jit_compile: bool = True, progress: bool = False) -> AISLogLikelihood:
+                       jit_compile: bool = True, progress: bool = False,
+                       transition: str | None = None) -> AISLogLikelihood:
     """Annealed importance sampling estimate of log p(x) per example (Neal 2001):
 
       f_beta(h) = p(h) p(x | h)^beta,   0 = beta_0 < ... < beta_T = 1 (`sigmoid_schedule`),   h_0 ~ p(h)
@@ -447,11 +667,16 @@ def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int 
       log p(x) ~= log (1/C) sum_{c=1..C} w_c
 
     E[w_c] = p(x), so the estimate is a stochastic lower bound (Jensen) that is exact as T grows, whatever the
-    recognition model. Transitions: HMC with adapted step sizes for Gaussian latents (VAE, DLGM: z and the xi's),
-    Metropolis flips for binary latents (SBN, fDARN); see `_Annealer`. The step-size adaptation uses the chains'
-    own acceptance, which makes the weights very slightly dependent on it (as in Wu et al. 2017); the tests check
-    the estimate against exact values. Every batch of examples runs its chains in one compiled call per chunk of
-    at most `rows_per_chunk` chains x examples: memory does not grow with C.
+    recognition model. Transitions: HMC with adapted step sizes for Gaussian latents (VAE, DLGM: z and the xi's);
+    for binary latents (SBN, fDARN) by default one Gibbs sweep per temperature (`GibbsSweep`), every unit drawn
+    from its exact conditional
+
+      h_li ~ Bernoulli(sigmoid(log f_beta(h_li = 1, h_-li) - log f_beta(h_li = 0, h_-li))),
+
+    or `proposals` Metropolis flips (transition='metropolis'); see `_Annealer`. The step-size adaptation uses the
+    chains' own acceptance, which makes the weights very slightly dependent on it (as in Wu et al. 2017); the
+    tests check the estimate against exact values. Every batch of examples runs its chains in one compiled call
+    per chunk of at most `rows_per_chunk` chains x examples: memory does not grow with C.
 
     Args:
       model: a `LatentVariableModel` with a prior (VAE, DLGM, SBN).
@@ -462,20 +687,25 @@ def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int 
       batch_size: examples per compiled call.
       rows_per_chunk: chains x examples annealed at once (memory bound).
       leapfrog_steps: leapfrog steps of each HMC transition (Gaussian latents).
-      proposals, flips: Metropolis proposals per temperature and units flipped by each (binary latents).
+      proposals, flips: Metropolis proposals per temperature and units flipped by each (binary latents,
+        transition='metropolis').
       adaptation_rate, initial_step_size: HMC step-size adaptation (see `tfp.mcmc.SimpleStepSizeAdaptation`).
       progress: show a tqdm bar over batches.
+      transition: binary latents only: 'gibbs' (one sweep per temperature) or 'metropolis' (`proposals` flips);
+        None: `DEFAULT_BINARY_TRANSITION` ('gibbs', chosen by measurement: bench/AIS_SPEED.md). Must be None for
+        Gaussian latents.
 
     Returns:
       `AISLogLikelihood`: per-example log p(x) estimates, their mean and standard error over examples, the mean
-      log weight, the spread of log w over chains and the acceptance rate.
+      log weight, the spread of log w over chains and the acceptance rate (HMC, Metropolis: the mean acceptance
+      probability; Gibbs: the mean fraction of latent units that changed per sweep).
 
     Example:
       >>> result = ais_log_likelihood(model, x_test[:100], steps=500, chains=16)   # doctest: +SKIP
       >>> result.log_likelihood, result.per_example.shape                          # doctest: +SKIP
     """
     batches = ais_batches(model, x, steps, chains, seed, batch_size, 0, rows_per_chunk, leapfrog_steps, proposals,
-                          flips, adaptation_rate, initial_step_size, jit_compile)
+                          flips, adaptation_rate, initial_step_size, jit_compile, transition)
     if progress:
         from tqdm.auto import tqdm
 
@@ -490,7 +720,7 @@ def ais_log_likelihood(model, x, steps: int = 1000, chains: int = 16, seed: int 
 def bdmc(model, num_examples: int = 100, steps: int = 1000, chains: int = 16, seed: int = 0,
          batch_size: int = 100, rows_per_chunk: int = DEFAULT_ROWS_PER_CHUNK, leapfrog_steps: int = 10,
          proposals: int = 10, flips: int = 1, adaptation_rate: float = 0.05, initial_step_size: float = 0.2,
-         jit_compile: bool = True) -> BDMC:
+         jit_compile: bool = True, transition: str | None = None) -> BDMC:
     """Bidirectional Monte Carlo (Grosse et al. 2015) on data simulated from the model:
 
       (x_n, h_n) ~ p(x, h),  n = 1..N
@@ -498,7 +728,8 @@ def bdmc(model, num_examples: int = 100, steps: int = 1000, chains: int = 16, se
       upper_n = -log (1/C) sum_c w'_c    reverse AIS (beta 1 -> 0) from h_n, an exact  E[upper_n] >= log p(x_n)
                                          posterior sample, with E[w'_c] = 1 / p(x_n)
 
-    Both bounds use the same schedule and transitions; the gap upper - lower bounds the error of forward AIS on
+    Both bounds use the same schedule and transitions (settings as in `ais_log_likelihood`, `transition`
+    included); the gap upper - lower bounds the error of forward AIS on
     such data: a gap near 0 says that these settings estimate log p(x) accurately (on real data, which is not
     drawn from the model, it is evidence, not a proof).
 
@@ -508,7 +739,7 @@ def bdmc(model, num_examples: int = 100, steps: int = 1000, chains: int = 16, se
     """
     _check_counts(num_examples=num_examples, steps=steps, chains=chains, batch_size=batch_size)
     _check_model(model)
-    settings = _settings(leapfrog_steps, proposals, flips, adaptation_rate, jit_compile)
+    settings = _settings(model, leapfrog_steps, proposals, flips, adaptation_rate, jit_compile, transition)
     chains = int(chains)
     data_seed = tf.constant([int(seed), -1], tf.int32)
     x_all, h_all = model.sample_joint(int(num_examples), data_seed)
@@ -686,10 +917,10 @@ def inference_gaps(model, x, steps: int = 1000, chains: int = 16, seed: int = 0,
       log p(x) - ELBO_amortised = (log p(x) - ELBO_opt) + (ELBO_opt - ELBO_amortised)
                                   approximation gap       amortisation gap
 
-    log p(x) by `ais_log_likelihood` (steps, chains); ELBO_opt by `optimised_elbo` (the best per-example q in the
-    recognition family, from the encoder's output, until the ELBO rises by less than `tolerance` nats per
-    `check_every` updates); ELBO_amortised = mean of log p(x, h) - log q(h | x) over `elbo_samples` h ~ q(h | x)
-    of the recognition network.
+    log p(x) by `ais_log_likelihood` (steps, chains and its `ais_settings`, e.g. transition='gibbs'); ELBO_opt by
+    `optimised_elbo` (the best per-example q in the recognition family, from the encoder's output, until the ELBO
+    rises by less than `tolerance` nats per `check_every` updates); ELBO_amortised = mean of
+    log p(x, h) - log q(h | x) over `elbo_samples` h ~ q(h | x) of the recognition network.
 
     Returns:
       `InferenceGaps` with the per-example values and their means (`as_dict`).

@@ -245,11 +245,12 @@ def _evaluate_annealed(args):
 
     model, config = loader.load(args.run)
     tag = f"{args.method}_T{args.steps}_C{args.chains}_seed{args.seed}" + (f"_n{args.limit}" if args.limit else "")
+    tag += f"_{args.transition}" if args.transition else ""
     folder = Path(args.run) if Path(args.run).exists() else Path(".")
     stem = folder / (tag if folder != Path(".") else f"{Path(args.run).name}_{tag}")
     if args.method == "bdmc":
         result = annealing.bdmc(model, num_examples=args.limit or 100, steps=args.steps, chains=args.chains,
-                                seed=args.seed, batch_size=args.batch_size)
+                                seed=args.seed, batch_size=args.batch_size, transition=args.transition)
         io.write_json(stem.with_suffix(".json"), result.as_dict())
         print(result)
         return
@@ -272,10 +273,11 @@ def _evaluate_annealed(args):
         batch = x[start : start + args.batch_size]
         if args.method == "ais":
             (_, log_w, accept), = annealing.ais_batches(model, batch, args.steps, args.chains, args.seed,
-                                                        args.batch_size, start=start)
+                                                        args.batch_size, start=start, transition=args.transition)
             record = {"start": start, "log_w": log_w.tolist(), "acceptance": accept.tolist()}
         else:
-            gaps = annealing.inference_gaps(model, batch, args.steps, args.chains, args.seed + start, args.batch_size)
+            gaps = annealing.inference_gaps(model, batch, args.steps, args.chains, args.seed + start, args.batch_size,
+                                            transition=args.transition)
             record = {"start": start, "log_likelihood": gaps.log_likelihood.tolist(),
                       "optimised_elbo": gaps.optimised_elbo.tolist(), "amortised_elbo": gaps.amortised_elbo.tolist(),
                       "iterations": gaps.iterations, "converged": gaps.converged}
@@ -552,6 +554,9 @@ def build_parser():
                    help="AIS temperatures (ais, bdmc, gaps)")
     p.add_argument("--chains", type=arg_integer(1, 10**4, "chains"), default=16,
                    help="AIS chains per example (ais, bdmc, gaps)")
+    p.add_argument("--transition", choices=("gibbs", "metropolis"),
+                   help="AIS transition for binary latents (SBN, fDARN): one Gibbs sweep or 10 Metropolis flips "
+                        "per temperature (default: gibbs); Gaussian latents always use HMC")
     p.add_argument("--samples", type=_COUNT["samples"], default=5000)
     p.add_argument("--split")
     p.add_argument("--batch-size", type=_COUNT["batch_size"], default=100)
