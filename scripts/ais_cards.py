@@ -21,7 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tfrecog import evaluate, io, training, zoo  # noqa: E402
+from tfrecog import annealing, evaluate, io, training, zoo  # noqa: E402
+from tfrecog.models import SBN  # noqa: E402
 
 
 def subset(card: dict, every: int, data_dir=None) -> np.ndarray:
@@ -37,6 +38,10 @@ def run(name: str, args, command: str) -> dict:
     split = card["recipe"]["test_split"]
     where = f"{split}[::{args.every}]"
     samples = int(card["metrics"]["test_log_likelihood"]["samples"])
+    binary = isinstance(model, SBN)
+    # The MCMC transition: HMC for Gaussian latents; for binary ones --transition or the library's default.
+    args.transition_name = (args.transition or annealing.DEFAULT_BINARY_TRANSITION) if binary else "hmc"
+    args.settings = {"transition": args.transition} if (binary and args.transition) else {}
     out = {}
     if not args.no_ais:
         out["ais_log_likelihood"] = _ais(name, model, x, where, samples, args, command)
@@ -44,16 +49,18 @@ def run(name: str, args, command: str) -> dict:
     if args.bdmc:
         t0 = time.time()
         b = evaluate.bdmc(model, num_examples=args.bdmc, steps=args.steps, chains=args.chains, seed=args.seed,
-                          batch_size=min(args.batch_size, args.bdmc))
-        out["bdmc"] = {**b.as_dict(), "seed": args.seed, "data": "simulated from the model",
+                          batch_size=min(args.batch_size, args.bdmc), **args.settings)
+        out["bdmc"] = {**b.as_dict(), "transition": args.transition_name, "seed": args.seed,
+                       "data": "simulated from the model",
                        "seconds": round(time.time() - t0, 1), "command": command}
         print(f"{name} BDMC: {b}", flush=True)
 
     if args.gaps:
         t0 = time.time()
         g = evaluate.inference_gaps(model, x[: args.gaps_examples], steps=args.steps, chains=args.chains,
-                                    seed=args.seed, batch_size=args.batch_size)
-        out["inference_gaps"] = {**g.as_dict(), "seed": args.seed, "examples": f"{where}[:{args.gaps_examples}]",
+                                    seed=args.seed, batch_size=args.batch_size, **args.settings)
+        out["inference_gaps"] = {**g.as_dict(), "transition": args.transition_name, "seed": args.seed,
+                                 "examples": f"{where}[:{args.gaps_examples}]",
                                  "seconds": round(time.time() - t0, 1), "command": command}
         print(f"{name} gaps: {g}", flush=True)
     return out
@@ -63,7 +70,7 @@ def _ais(name, model, x, where, samples, args, command) -> dict:
     """`metrics.ais_log_likelihood`: AIS on x, and IS with the card's K on the same examples."""
     t0 = time.time()
     ais = evaluate.ais_log_likelihood(model, x, steps=args.steps, chains=args.chains, seed=args.seed,
-                                      batch_size=args.batch_size, progress=True)
+                                      batch_size=args.batch_size, progress=True, **args.settings)
     ais_seconds = time.time() - t0
     t0 = time.time()
     is_ = evaluate.log_likelihood(model, x, samples=samples, seed=args.seed, batch_size=args.batch_size)
@@ -71,6 +78,7 @@ def _ais(name, model, x, where, samples, args, command) -> dict:
     diff, diff_se = evaluate.paired_difference(ais, is_)
     result = {
         **{k: v for k, v in ais.as_dict().items() if k not in ("samples", "method")},
+        "transition": args.transition_name,
         "seed": args.seed,
         "examples": where,
         "seconds": round(ais_seconds, 1),
@@ -92,6 +100,8 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=100, help="stride over the test split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--transition", choices=annealing.TRANSITIONS,
+                        help="binary latents: the AIS transition (default: the library's, Gibbs sweeps)")
     parser.add_argument("--bdmc", type=int, default=0, help="simulated examples for BDMC (0: skip)")
     parser.add_argument("--gaps", action="store_true", help="also the inference gaps")
     parser.add_argument("--gaps-examples", type=int, default=100)
