@@ -7,8 +7,9 @@ parameters are affine in [x, h_2] (no hidden layer), contains that posterior onc
 posterior's slope: q(xi_2 | x) can be the posterior's marginal and q(xi_1 | x, h_2) its conditional, a 1-d Gaussian
 with mean affine in xi_2 (slope Cov(xi_1, xi_2) / Var(xi_2), the same for every x in a linear Gaussian model) and
 constant variance. The network's weights on h_2 are shared by all examples (the per-example parameters are offsets
-of the heads' outputs), so the fixture sets them (the slope on the mean, zero on the log-scale); then the best per-example member's ELBO equals log p(x), computed here by
-quadrature of p(x, xi) on a 2-d grid, and its posterior moments likewise.
+of the heads' outputs), so the fixture sets them (the slope on the mean, zero on the log-scale); then the best
+per-example member's ELBO equals log p(x), computed here by quadrature of p(x, xi) on a 2-d grid, and its posterior
+moments likewise.
 """
 
 import numpy as np

@@ -146,6 +146,7 @@ def check(name: str, family: str, num_samples: int) -> Estimator:
     return estimator
 
 
-__all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "check_options", "disarm", "get", "iwae",
+__all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "check_options", "disarm",
+           "get", "iwae",
            "mcem_objective", "mcem_train_update", "nvil", "nvil_objective", "nvil_train_update", "rws", "sgvb",
            "vimco", "wake_sleep"]
