@@ -99,6 +99,12 @@ def readme_zoo_table() -> str:
     return "\n".join(lines)
 
 
+def _transition(card: dict, result: dict) -> str:
+    """The MCMC transition of an AIS result (cards before the field: HMC for Gaussian latents, Metropolis flips for
+    binary ones, the only transitions there were)."""
+    return result.get("transition", "hmc" if card["family"] in ("vae", "dlgm") else "metropolis")
+
+
 def ais_table() -> str:
     """IS and AIS on the same test examples, for every card with `metrics.ais_log_likelihood` (scripts/ais_cards.py),
     with BDMC's bounds and the inference gaps where the card has them."""
@@ -116,6 +122,7 @@ def ais_table() -> str:
         lines.append(f"| `{card['name']}` | `{ais['examples']}` ({ais['num_examples']}) | {is_['value']:.2f} ± "
                      f"{is_['stderr']:.2f} (K={is_['samples']}) | {ais['log_likelihood']:.2f} ± "
                      f"{ais['log_likelihood_stderr']:.2f} (T={ais['steps']}, C={ais['chains']}, "
+                     f"{_transition(card, ais)}, "
                      f"{ais['seconds']:.0f} s) | **{diff['value']:+.2f} ± {diff['stderr']:.2f}** | {bdmc_text} | "
                      f"{gaps_text} |")
     if len(lines) == 2:
@@ -150,21 +157,24 @@ def _card_section(card: dict) -> str:
         diff = ais["ais_minus_importance_sampled"]
         lines.append(f"- **AIS log p(x)** {ais['log_likelihood']:.2f} ± {ais['log_likelihood_stderr']:.2f} on "
                      f"`{ais['examples']}` ({ais['num_examples']} examples; {ais['steps']} temperatures x "
-                     f"{ais['chains']} chains, seed {ais['seed']}, {ais['seconds']:.0f} s); IS with "
+                     f"{ais['chains']} chains, {_transition(card, ais)} transitions, seed {ais['seed']}, "
+                     f"{ais['seconds']:.0f} s); IS with "
                      f"K={ais['importance_sampled_same_examples']['samples']} on the same examples "
                      f"{ais['importance_sampled_same_examples']['value']:.2f}: AIS - IS = {diff['value']:+.2f} ± "
                      f"{diff['stderr']:.2f} (`{ais['command']}`)")
     bdmc = m.get("bdmc")
     if bdmc:
         lines.append(f"- **BDMC** on {bdmc['num_examples']} examples simulated from the model ({bdmc['steps']} "
-                     f"temperatures x {bdmc['chains']} chains, seed {bdmc['seed']}, {bdmc['seconds']:.0f} s): "
+                     f"temperatures x {bdmc['chains']} chains, {_transition(card, bdmc)}, seed {bdmc['seed']}, "
+                     f"{bdmc['seconds']:.0f} s): "
                      f"forward AIS {bdmc['lower']:.2f} ± {bdmc['lower_stderr']:.2f} <= log p(x) <= reverse AIS "
                      f"{bdmc['upper']:.2f} ± {bdmc['upper_stderr']:.2f}, gap {bdmc['gap']:.2f} ± "
                      f"{bdmc['gap_stderr']:.2f} (`{bdmc['command']}`)")
     gaps = m.get("inference_gaps")
     if gaps:
         lines.append(f"- **inference gaps** on `{gaps['examples']}` ({gaps['num_examples']} examples, "
-                     f"{gaps['seconds']:.0f} s): log p(x) (AIS, T={gaps['ais_steps']}, C={gaps['ais_chains']}) "
+                     f"{gaps['seconds']:.0f} s): log p(x) (AIS, T={gaps['ais_steps']}, C={gaps['ais_chains']}, "
+                     f"{_transition(card, gaps)}) "
                      f"{gaps['log_likelihood']:.2f}, per-example optimised ELBO {gaps['optimised_elbo']:.2f} "
                      f"({gaps['iterations']} updates, {'converged' if gaps['converged'] else 'NOT converged'}), "
                      f"amortised ELBO {gaps['amortised_elbo']:.2f}: approximation gap "
