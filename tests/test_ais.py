@@ -197,18 +197,19 @@ def test_bdmc_sandwiches_the_exact_value(which, transition, steps, request):
 def test_optimised_elbo_reaches_the_factor_analysis_posterior(factor_analysis):
     """The rank-one Gaussian family contains the exact posterior of a 2-latent factor model, where the ELBO equals
     log p(x): the per-example optimum must reach it from the (random) encoder's output. Near the optimum
-    log p(x, h) - log q(h) is nearly constant, so the 1,000-sample estimate has negligible noise; 0.01 nats mean is
-    what the convergence tolerance (1e-3 nats per 100 updates, on the mean over examples) leaves. That rule does not
-    bound each example: one slow example of the batch stopped 0.078 nats short in 1 of 5 fresh-check runs (the
-    runs are not bit-reproducible across thread schedules), so the per-example bound is 0.2 nats; and 3 of 8 runs
-    on a quiet machine had not met the stopping rule within the default 3,000 updates, hence max_iterations=10000."""
+    log p(x, h) - log q(h) is nearly constant, so the 1,000-sample estimate has negligible noise. The stopping rule
+    (1e-3 nats per 100 updates, for the mean and for every example) left, over 60 seeds of `optimised_elbo` on this
+    batch, at most 0.0012 nats mean and 0.024 nats on the worst example, after 2,000 to 5,500 updates; hence the
+    bounds 0.01 (mean) and 0.1 (each example), and max_iterations=20000 (the runs are not bit-reproducible across
+    thread schedules: under the old mean-only rule one run of a fresh-check stopped an example 0.18 nats short, and
+    a run of the new rule once took more than 10,000 updates)."""
     model, x = factor_analysis
     exact = model.marginal().log_prob(x).numpy().astype(np.float64)
     gaps = evaluate.inference_gaps(model, x, steps=STEPS, chains=CHAINS, batch_size=BATCH, seed=0,
-                                   max_iterations=10000)
+                                   max_iterations=20000)
     assert gaps.converged
     approximation = exact - gaps.optimised_elbo
-    assert abs(approximation.mean()) < 0.01 and np.abs(approximation).max() < 0.2, approximation
+    assert abs(approximation.mean()) < 0.01 and np.abs(approximation).max() < 0.1, approximation
     assert (gaps.optimised_elbo < exact + 5e-3).all()  # an ELBO never exceeds log p(x); 5e-3: the re-estimate's noise
     # The encoder is untrained: the whole loss is amortisation, and the AIS-based approximation gap is ~0.
     assert gaps.amortisation_gap.mean() > 1.0

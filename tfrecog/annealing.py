@@ -771,35 +771,13 @@ def bdmc(model, num_examples: int = 100, steps: int = 1000, chains: int = 16, se
 # Inference gaps
 
 
-class _OffsetTopDownPosterior:
-    """A top-down DLGM posterior with per-example offsets d_l added to every layer's head parameters:
-    q_d(xi | x) = q(xi_L | x; theta_L + d_L) prod_{l<L} q(xi_l | x, h_{l+1}; theta_l(h_{l+1}) + d_l), where theta_l
-    is what the recognition network computes. d = 0 is the amortised q itself, so the optimised ELBO starts at the
-    amortised one; the dependence of the lower layers on the draws above is kept (reparameterised)."""
-
-    def __init__(self, model, x, offsets):
-        self.model, self.x, self.offsets = model, x, offsets
-
-    def sample(self, num_samples, seed):
-        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.model.num_layers))
-        top = self.model.num_layers - 1
-        _, _, xi = self.model._posterior_pass(
-            self.x, lambda layer, q: q.sample(num_samples if layer == top else (), seed=seeds[layer]),
-            offsets=self.offsets)
-        return xi
-
-    def log_prob(self, xi):
-        _, distributions, _ = self.model._posterior_pass(self.x, lambda layer, q: xi[layer], offsets=self.offsets)
-        return self.model._log_q(distributions, xi)
-
-
 def _variational_family(model, x):
     """(initial parameters, make_q): the recognition model's family with free per-example parameters.
 
     VAE: q(z) = N(mu, diag(sigma^2)), (mu, log sigma) from the encoder. DLGM: prod_l q_l(xi_l), each layer's
     Gaussian head family (diagonal or rank-one precision) at the encoder's parameters; with top-down recognition,
     the encoder's own conditional structure with free per-example offsets of every head's parameters
-    (`_OffsetTopDownPosterior`, starting at zero: the amortised q). SBN / fDARN: prod_l prod_j Bernoulli(h_lj;
+    (`DLGM.offset_posterior`, starting at zero: the amortised q). SBN / fDARN: prod_l prod_j Bernoulli(h_lj;
     sigmoid(a_lj)), the factorial Bernoulli logits of each layer at the recognition model's greedy path
     (`export_sample` with noise 1/2)."""
     if isinstance(model, SBN):
@@ -822,7 +800,7 @@ def _variational_family(model, x):
             for s in sizes:
                 grouped.append(tuple(p[i : i + s]))
                 i += s
-            return _OffsetTopDownPosterior(model, x, grouped)
+            return model.offset_posterior(x, grouped)
 
         return offsets, make_q, False
     if hasattr(model, "heads"):  # DLGM
@@ -854,10 +832,13 @@ def optimised_elbo(model, x, samples: int = 16, learning_rate: float | None = No
     score-function estimator with the leave-one-out baseline of the other K - 1 samples (Kool et al. 2019),
     NVIL's centring without a network:
       grad ~= (1/K) sum_k (l_k - (1/(K-1)) sum_{j != k} l_j) grad log q(h_k),   l_k = log p(x, h_k) - log q(h_k).
-    Convergence: every `check_every` updates, the mean over examples of the training ELBO averaged over the block
-    is compared with the best block so far; the optimisation stops when `patience` blocks in a row failed to beat
-    it by `tolerance` nats per example (or at `max_iterations`: `converged` is then False). The returned ELBO is
-    re-estimated with `eval_samples` fresh samples.
+    Convergence: every `check_every` updates the training ELBO averaged over the block is compared with the best
+    block so far, both for the mean over examples and for each example. An example has converged once `patience`
+    blocks in a row failed to beat its best by `tolerance` nats (it stays converged, and keeps being optimised with
+    the others); the optimisation stops when every example has converged and the mean over examples has also
+    stalled for `patience` blocks (the mean is the less noisy test under score-function gradients, the per-example
+    one keeps a slow example from being stopped by the others), or at `max_iterations` (`converged` is then False).
+    The returned ELBO is re-estimated with `eval_samples` fresh samples.
 
     Returns (elbo [B] float64, iterations, converged).
     """
@@ -895,12 +876,19 @@ def optimised_elbo(model, x, samples: int = 16, learning_rate: float | None = No
 
     block = tf.function(block)
     best, iterations, stalled, converged = -np.inf, 0, 0, False
+    best_each = np.full(int(x.shape[0]), -np.inf)
+    stalled_each = np.zeros(int(x.shape[0]), np.int64)
+    done_each = np.zeros(int(x.shape[0]), bool)
     while iterations < max_iterations:
-        current = float(tf.reduce_mean(block(tf.constant(iterations, tf.int32))))
+        each = block(tf.constant(iterations, tf.int32)).numpy().astype(np.float64)
+        current = float(each.mean())
         iterations += check_every
         stalled = stalled + 1 if current < best + tolerance else 0
         best = max(best, current)
-        if stalled >= patience:
+        stalled_each = np.where(each < best_each + tolerance, stalled_each + 1, 0)
+        best_each = np.maximum(best_each, each)
+        done_each |= stalled_each >= patience
+        if stalled >= patience and done_each.all():
             converged = True
             break
     q = make_q([tf.convert_to_tensor(v) for v in variables])

@@ -267,6 +267,16 @@ class DLGM(LatentVariableModel):
         """sum_l log q_l(xi_l): the per-layer densities of a `_posterior_pass`, summed."""
         return tf.add_n([q.log_prob(v) for q, v in zip(distributions, latents, strict=True)])
 
+    def offset_posterior(self, x, offsets):
+        """q_d(xi | x): the recognition model with per-example offsets d_l added to every layer's head parameters,
+        q_d(xi | x) = q(xi_L | x; theta_L + d_L) prod_{l<L} q(xi_l | x, h_{l+1}; theta_l(h_{l+1}) + d_l), theta_l
+        what the recognition network computes (independent layers: q(xi_l | x; theta_l + d_l)). `offsets`, bottom
+        first, holds per layer a tuple shaped like the head's parameters (`recognition_parameters`); zero offsets
+        give q itself. The free family of `tfrecog.annealing.optimised_elbo` for top-down recognition: the
+        dependence of the lower layers on the draws above is kept (reparameterised). Returns an object with
+        `sample(num_samples, seed)` (the list [xi_1, ..., xi_L], leading sample dimension) and `log_prob(xi)`."""
+        return _OffsetPosterior(self, x, offsets)
+
     def _mean_pass(self, x):
         """The posterior parameters along the mean path (top-down: each layer given the means above)."""
         parameters, _, _ = self._posterior_pass(x, lambda layer, q: q.loc)
@@ -479,3 +489,25 @@ class DLGM(LatentVariableModel):
             "min_scale": self.min_scale,
             "observation_scale": self.observation_scale,
         }
+
+
+class _OffsetPosterior:
+    """The distribution returned by `DLGM.offset_posterior`: sampling and scoring walk `DLGM._posterior_pass` with
+    the offsets added to each head's parameters."""
+
+    def __init__(self, model, x, offsets):
+        self.model, self.x, self.offsets = model, x, offsets
+
+    def sample(self, num_samples, seed):
+        """xi ~ q_d(xi | x): num_samples draws of the top layer, each lower layer drawn given the layers above."""
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.model.num_layers))
+        top = self.model.num_layers - 1
+        _, _, xi = self.model._posterior_pass(
+            self.x, lambda layer, q: q.sample(num_samples if layer == top else (), seed=seeds[layer]),
+            offsets=self.offsets)
+        return xi
+
+    def log_prob(self, xi):
+        """log q_d(xi | x) = sum_l log q_d(xi_l | x, h_{l+1})."""
+        _, distributions, _ = self.model._posterior_pass(self.x, lambda layer, q: xi[layer], offsets=self.offsets)
+        return self.model._log_q(distributions, xi)
