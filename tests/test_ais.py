@@ -219,9 +219,10 @@ def test_optimised_elbo_reaches_the_factor_analysis_posterior(factor_analysis):
     assert abs(total - (d["log_likelihood"] - d["amortised_elbo"])) < 1e-9
 
 
-def test_optimised_factorial_sbn_posterior_by_enumeration(tiny_sbn):
-    """The per-example factorial Bernoulli q: its ELBO (by the score-function optimiser) is at most log p(x) and
-    at least the amortised ELBO, which is checked against enumeration (sum_h q(h|x) log w(h))."""
+def test_optimised_sbn_posterior_by_enumeration(tiny_sbn):
+    """The per-example offsets of the recognition model's logits (`SBN.offset_posterior`): the optimised ELBO (by
+    the score-function optimiser) is at most log p(x) and above the amortised ELBO, which is checked against
+    enumeration (sum_h q(h|x) log w(h)). Exact checks of the family itself: tests/test_offset_posterior.py."""
     model, x = tiny_sbn
     exact = sbn_module.exact_log_likelihood(model, x).numpy().astype(np.float64)
     exact_elbo = sbn_module.exact_elbo(model, x).numpy().astype(np.float64)

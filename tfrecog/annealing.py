@@ -777,19 +777,12 @@ def _variational_family(model, x):
     VAE: q(z) = N(mu, diag(sigma^2)), (mu, log sigma) from the encoder. DLGM: prod_l q_l(xi_l), each layer's
     Gaussian head family (diagonal or rank-one precision) at the encoder's parameters; with top-down recognition,
     the encoder's own conditional structure with free per-example offsets of every head's parameters
-    (`DLGM.offset_posterior`, starting at zero: the amortised q). SBN / fDARN: prod_l prod_j Bernoulli(h_lj;
-    sigmoid(a_lj)), the factorial Bernoulli logits of each layer at the recognition model's greedy path
-    (`export_sample` with noise 1/2)."""
-    if isinstance(model, SBN):
-        noise = {name: tf.fill([tf.shape(x)[0], size], 0.5) for name, size in model.export_noise_spec().items()}
-        outputs = model.export_sample(x, noise)
-        params = [outputs[f"logits_{k + 1}"] for k in range(model.num_layers)]
-
-        def make_q(p):
-            return tfd.JointDistributionSequential(
-                [tfd.Independent(tfd.Bernoulli(logits=a, dtype=tf.float32), 1) for a in p])
-
-        return params, make_q, True
+    (`DLGM.offset_posterior`, starting at zero: the amortised q). SBN / fDARN: likewise the recognition model's
+    own structure, prod_l prod_j Bernoulli(h_lj; sigmoid(a_lj(h_{l-1}) + d_lj)), with free per-example offsets
+    d_l of each layer's logits (`SBN.offset_posterior`, starting at zero)."""
+    if isinstance(model, SBN):  # the recognition model's own structure with per-example logit offsets
+        offsets = [tf.zeros([tf.shape(x)[0], size]) for size in model.latent_sizes]
+        return offsets, lambda p: model.offset_posterior(x, p), True
     if getattr(model, "top_down", False):  # DLGM with top-down recognition: per-example offsets of every head
         per_layer = [tuple(p) for p in model.recognition_parameters(x)]
         sizes = [len(p) for p in per_layer]

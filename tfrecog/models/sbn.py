@@ -128,14 +128,19 @@ class BernoulliLayer(keras.layers.Layer):
             sample0=sample0, num_steps=self.units,
         )
 
-    def sample(self, noise, context=None):
+    def sample(self, noise, context=None, offset=None):
         """(h, a): h_j = 1[u_j < sigmoid(a_j)] for uniform noise u [..., units]; a the logits at h (no gradient
-        flows through h)."""
+        flows through h). `offset` d (broadcastable to [..., units]) is added to every logit, a_j + d_j (for an
+        autoregressive layer inside the loop, so later units see h drawn at the offset logits)."""
         if not self.autoregressive:
             logits = self.logits(None, context)
+            if offset is not None:
+                logits = logits + offset
             return tf.cast(noise < tf.sigmoid(logits), tf.float32), logits
         kernel = self.output_layer.masked_kernel()
         start = tf.broadcast_to(self.output_layer.context_term(self._features(context)), tf.shape(noise))
+        if offset is not None:
+            start = start + offset
         units = self.units
         one_hot = tf.eye(units)
 
@@ -148,7 +153,8 @@ class BernoulliLayer(keras.layers.Layer):
         _, h, _ = tf.while_loop(lambda j, *_: j < units, body, (tf.constant(0), tf.zeros_like(noise), start),
                                 maximum_iterations=units)
         h = tf.stop_gradient(h)
-        return h, self.logits(h, context)
+        logits = self.logits(h, context)
+        return h, logits if offset is None else logits + offset
 
     def get_config(self):
         return {
@@ -430,6 +436,17 @@ class SBN(LatentVariableModel):
             context = h
         return samples, terms
 
+    def offset_posterior(self, x, offsets):
+        """q_d(h | x) = prod_l prod_j Bernoulli(h_lj; sigmoid(a_lj(h_{l-1}) + d_lj)): the recognition model with
+        per-example offsets d_l [B, size_l] (bottom first) added to each layer's logits, a_l what the recognition
+        network computes from the sampled layer below (and, autoregressive, from h_l,<j). Zero offsets give q
+        itself. The free family of `tfrecog.annealing.optimised_elbo` for binary latents, which keeps the
+        dependence of each layer on the one below. Returns an object with `sample(num_samples, seed)` (the list
+        [h_1, ..., h_L], each [K, B, size_l]) and `log_prob(h)`."""
+        if len(offsets) != self.num_layers:
+            raise ValueError(f"expected one offset per latent layer ({self.num_layers}); got {len(offsets)}")
+        return _OffsetPosterior(self, tf.convert_to_tensor(x, tf.float32), list(offsets))
+
     def sample_posterior(self, x, num_samples, seed):
         samples, terms = self.sample_posterior_terms(x, num_samples, seed)
         return samples, _sum(terms)
@@ -615,6 +632,29 @@ class SBN(LatentVariableModel):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Exact answers for tiny models (tests, teaching): enumerate every latent configuration.
+
+
+class _OffsetPosterior:
+    """The distribution returned by `SBN.offset_posterior`."""
+
+    def __init__(self, model, x, offsets):
+        self.model, self.x, self.offsets = model, x, offsets
+
+    def sample(self, num_samples, seed):
+        """h_l = 1[u_l < sigmoid(a_l + d_l)] layer by layer, u_l uniform: [h_1, ..., h_L], each [K, B, size_l]."""
+        noise = self.model._posterior_noise(self.x, num_samples, seed)
+        context, samples = self.x, []
+        for layer, u, d in zip(self.model.inference_layers, noise, self.offsets, strict=True):
+            context, _ = layer.sample(u, context, offset=d)
+            samples.append(context)
+        return samples
+
+    def log_prob(self, h):
+        """log q_d(h | x) = sum_l sum_j log Bernoulli(h_lj; sigmoid(a_lj + d_lj))."""
+        h = self.model._layers_of(h)
+        contexts = [self.x, *h[:-1]]
+        return _sum([bernoulli_log_prob(layer.logits(h_l, c) + d, h_l)
+                     for layer, h_l, c, d in zip(self.model.inference_layers, h, contexts, self.offsets, strict=True)])
 
 
 def latent_configurations(latent_sizes, max_bits: int = 20):
