@@ -89,13 +89,24 @@ def zoo_table(prefixes: tuple[str, ...] = ("",)) -> str:
     return "\n".join(lines)
 
 
+def _ais_minus_is(card: dict) -> str:
+    """AIS - IS on the card's AIS subset (docs/ais.md), or a dash where the card has no AIS result."""
+    ais = card["metrics"].get("ais_log_likelihood")
+    if not ais:
+        return "-"
+    diff = ais["ais_minus_importance_sampled"]
+    return f"{diff['value']:+.2f} ± {diff['stderr']:.2f} (n={ais['num_examples']})"
+
+
 def readme_zoo_table() -> str:
-    """The README's short table: one row per card, the test log-likelihood and the paper's number."""
-    lines = ["| name | family | dataset (train examples) | test log p(x), nats (K, n) | paper |",
-             "| --- | --- | --- | --- | --- |"]
+    """The README's short table: one row per card, the test log-likelihood, AIS - IS on the card's AIS subset and
+    the paper's number."""
+    lines = ["| name | family | dataset (train examples) | test log p(x), nats (K, n) | AIS - IS | paper |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for card in cards():
         lines.append(f"| [`{card['name']}`](docs/zoo.md#{card['name']}) | {card['family']} | {_dataset(card)} | "
-                     f"{_log_likelihood(card)}{_perplexity(card)} | {_paper(card, with_reference=False)} |")
+                     f"{_log_likelihood(card)}{_perplexity(card)} | {_ais_minus_is(card)} | "
+                     f"{_paper(card, with_reference=False)} |")
     return "\n".join(lines)
 
 
