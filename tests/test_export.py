@@ -161,7 +161,10 @@ def test_encoder_parity_random_inputs(exported, batch):
 @pytest.mark.parametrize("batch", [1, 7, 1000])
 def test_decoder_parity(exported, batch):
     rng = np.random.default_rng(batch)
-    z = [rng.standard_normal((batch, size)).astype(np.float32) for size in exported.decoder.inputs.values()]
+    if isinstance(exported.model, tfrecog.SBN):  # binary latents: draws from their domain {0, 1}
+        z = [rng.integers(0, 2, (batch, size)).astype(np.float32) for size in exported.decoder.inputs.values()]
+    else:
+        z = [rng.standard_normal((batch, size)).astype(np.float32) for size in exported.decoder.inputs.values()]
     as_list = list(exported.decoder.inputs) != ["z"]  # DLGM-style decoders take a list of per-layer latents
     model_input = z if as_list else z[0]
     keras_out = numpy_dict(exported.model.export_decoder_outputs(model_input))
