@@ -425,11 +425,13 @@ class SBN(LatentVariableModel):
         batch = tf.shape(x)[0]
         return [random.uniform([num_samples, batch, size], seeds[k]) for k, size in enumerate(self._latent_sizes)]
 
-    def _posterior_from_noise(self, x, noise):
-        """h_l = 1[u_l < sigmoid(a_l)] layer by layer from the uniforms u_l: (samples, [log q(h_l | h_{l-1})])."""
+    def _posterior_from_noise(self, x, noise, offsets=None):
+        """h_l = 1[u_l < sigmoid(a_l + d_l)] layer by layer from the uniforms u_l: (samples, [log q(h_l | h_{l-1})]);
+        d_l the per-example logit offsets of `offset_posterior` (none: q itself)."""
+        offsets = offsets if offsets is not None else [None] * self.num_layers
         context, samples, terms = x, [], []
-        for layer, u in zip(self.inference_layers, noise, strict=True):
-            h, logits = layer.sample(u, context)
+        for layer, u, d in zip(self.inference_layers, noise, offsets, strict=True):
+            h, logits = layer.sample(u, context, offset=d)
             h = tf.stop_gradient(h)
             terms.append(bernoulli_log_prob(logits, h))
             samples.append(h)
@@ -451,11 +453,15 @@ class SBN(LatentVariableModel):
         samples, terms = self.sample_posterior_terms(x, num_samples, seed)
         return samples, _sum(terms)
 
-    def recognition_log_prob_terms(self, x, h):
-        """[log q(h_1 | x), log q(h_2 | h_1), ...], each [...] (h with or without the leading K axis)."""
+    def recognition_log_prob_terms(self, x, h, offsets=None):
+        """[log q(h_1 | x), log q(h_2 | h_1), ...], each [...] (h with or without the leading K axis); with
+        `offsets` d_l, those of `offset_posterior`, log Bernoulli(h_l; sigmoid(a_l + d_l))."""
         h = self._layers_of(h)
         contexts = [tf.convert_to_tensor(x, tf.float32), *h[:-1]]
-        return [layer.log_prob(h_l, c) for layer, h_l, c in zip(self.inference_layers, h, contexts, strict=True)]
+        if offsets is None:
+            return [layer.log_prob(h_l, c) for layer, h_l, c in zip(self.inference_layers, h, contexts, strict=True)]
+        return [bernoulli_log_prob(layer.logits(h_l, c) + d, h_l)
+                for layer, h_l, c, d in zip(self.inference_layers, h, contexts, offsets, strict=True)]
 
     def recognition_log_prob(self, x, h):
         return _sum(self.recognition_log_prob_terms(x, h))
@@ -630,12 +636,9 @@ class SBN(LatentVariableModel):
         }
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Exact answers for tiny models (tests, teaching): enumerate every latent configuration.
-
-
 class _OffsetPosterior:
-    """The distribution returned by `SBN.offset_posterior`."""
+    """The distribution returned by `SBN.offset_posterior`: the recognition model's sampler and density with the
+    offsets added to each layer's logits."""
 
     def __init__(self, model, x, offsets):
         self.model, self.x, self.offsets = model, x, offsets
@@ -643,18 +646,15 @@ class _OffsetPosterior:
     def sample(self, num_samples, seed):
         """h_l = 1[u_l < sigmoid(a_l + d_l)] layer by layer, u_l uniform: [h_1, ..., h_L], each [K, B, size_l]."""
         noise = self.model._posterior_noise(self.x, num_samples, seed)
-        context, samples = self.x, []
-        for layer, u, d in zip(self.model.inference_layers, noise, self.offsets, strict=True):
-            context, _ = layer.sample(u, context, offset=d)
-            samples.append(context)
-        return samples
+        return self.model._posterior_from_noise(self.x, noise, self.offsets)[0]
 
     def log_prob(self, h):
         """log q_d(h | x) = sum_l sum_j log Bernoulli(h_lj; sigmoid(a_lj + d_lj))."""
-        h = self.model._layers_of(h)
-        contexts = [self.x, *h[:-1]]
-        return _sum([bernoulli_log_prob(layer.logits(h_l, c) + d, h_l)
-                     for layer, h_l, c, d in zip(self.model.inference_layers, h, contexts, self.offsets, strict=True)])
+        return _sum(self.model.recognition_log_prob_terms(self.x, h, self.offsets))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exact answers for tiny models (tests, teaching): enumerate every latent configuration.
 
 
 def latent_configurations(latent_sizes, max_bits: int = 20):
