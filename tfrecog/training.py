@@ -441,6 +441,43 @@ def load_run(run_dir, which: str = "best"):
     return model, config
 
 
+def seed_run(run_dir, config: dict, assign, state: dict, history: list[dict] | None = None):
+    """Starts a new run folder from weights trained elsewhere, so that `tfrecog train --run RUN_DIR` resumes it and
+    `evaluate`, `export` and `publish` read it like any run: config.json (the recipe), one checkpoint whose `last`
+    and `best` both hold the weights `assign(model)` puts into the recipe's model, with a fresh optimizer whose
+    step count is `state['updates']` (Adam's moments start again from zero), and history.csv from `history`.
+
+    `state` needs `epoch` and `updates` (and keeps whatever else it holds: best_val_*, best_epoch, commits, where
+    the weights came from). Refuses a folder that already holds a run. Returns the checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        raise RunError(f"{run_dir} already holds a run (config.json); give a new folder")
+    for key in ("epoch", "updates"):
+        if not isinstance(state.get(key), int) or state[key] < 0:
+            raise RunError(f"seed_run: state[{key!r}] must be a non-negative integer; got {state.get(key)!r}")
+    config = copy.deepcopy(config)
+    model = build_model(config, config["model"]["event_size"])
+    model.build((None, model.event_size))
+    compile_for_recipe(model, config)
+    assign(model)
+    for optimizer in {id(o): o for o in (model.optimizer, getattr(model, "baseline_optimizer", None))
+                      if o is not None}.values():
+        optimizer.build(model.trainable_variables if optimizer is model.optimizer else
+                        getattr(model, "baseline_variables", model.trainable_variables))
+    model.optimizer.iterations.assign(state["updates"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(run_dir / "config.json", config)
+    if history:
+        columns = list(history[0])
+        with io.atomic_path(run_dir / "history.csv") as tmp:
+            Path(tmp).write_text(",".join(columns) + "\n" + "".join(
+                ",".join(str(row.get(c, "")) for c in columns) + "\n" for row in history))
+    write = lambda path: model.save_weights(str(path))  # noqa: E731
+    state = {"wall_seconds": 0.0, **state}
+    return checkpoints.publish(run_dir / "checkpoints", state, write, write, None)
+
+
 def run_state(run_dir) -> dict:
     """The training state (epoch, updates, wall_seconds, best_val_*, commits) of a run folder's newest good
     checkpoint."""

@@ -409,13 +409,17 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                     "train_examples": int(float(trained.num_train_examples.numpy()))},
         "metrics": metrics,
         "training": {"epochs": state["epoch"], "updates": state.get("updates"),
-                     "wall_seconds": round(state["wall_seconds"], 1), "hardware": _hardware(),
+                     "wall_seconds": round(state["wall_seconds"], 1),
+                     # a run started from weights trained elsewhere (training.seed_run) records where
+                     "hardware": state.get("trained_by", {}).get("hardware") or _hardware(),
                      "commit": (state.get("commits") or [io.git_commit()])[-1],
                      "commits": state.get("commits", []), "published_at": io.git_commit(),
                      "best_epoch": state.get("best_epoch"),
                      "best_val_elbo": state.get("best_val_elbo"),
                      **selection,
-                     "command": f"tfrecog train --recipe zoo/recipes/{name}.json --run {run_dir}"},
+                     "command": state.get("trained_by", {}).get("command")
+                     or f"tfrecog train --recipe zoo/recipes/{name}.json --run {run_dir}",
+                     **({"trained_by": state["trained_by"]} if "trained_by" in state else {})},
         "paper": paper or old.get("paper"),
         "weights": {"file": weights_file, "bytes": target.stat().st_size, "sha256": io.sha256(target)},
     }

@@ -1,0 +1,139 @@
+"""Snapshots of long zoo runs in the repository, so that a lost machine costs only the last stretch of training.
+Maintainers' tool.
+
+  python scripts/progress.py save NAME [NAME ...] [--runs ../runs] [--min-gain 0.2]
+  python scripts/progress.py restore NAME [--runs ../runs]
+  python scripts/progress.py list
+
+`save` writes progress/NAME/ from the run folder ../runs/NAME: its recipe (config.json), its best weights without
+optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint's state at the best epoch and the
+history up to it (a run without validation data: its last weights). It does nothing unless the best validation
+value has risen by more than --min-gain (without validation: the run has gone on) since the snapshot already there.
+Commit progress/ afterwards.
+
+`restore` (what scripts/train_zoo.sh does when ../runs/NAME does not exist and progress/NAME does) starts the run
+folder again from the snapshot, at its best epoch (tfrecog.training.seed_run: Adam's moments start from zero);
+`scripts/train_zoo.sh NAME` then trains on. A snapshot whose weights do not match their sha256 is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRESS = ROOT / "progress"
+
+
+def _best_key(state: dict) -> str | None:
+    """The state's `best_val_*` entry, or None for a run without validation data (its snapshot is the last epoch)."""
+    keys = [k for k in state if k.startswith("best_val_")]
+    if len(keys) > 1:
+        raise SystemExit(f"expected one best_val_* entry in the checkpoint state; got {keys}")
+    return keys[0] if keys else None
+
+
+def _describe(state: dict) -> str:
+    key = _best_key(state)
+    return f"epoch {state['epoch']}" + ("" if key is None else f", {key} {state[key]:.3f}")
+
+
+def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> bool:
+    from tfrecog import io, training
+
+    run = runs / name
+    state = training.run_state(run)
+    key = _best_key(state)
+    target = progress / name
+    if (target / "state.json").exists():
+        old = json.loads((target / "state.json").read_text())
+        better = (state["epoch"] > old["epoch"] if key is None
+                  else state[key] > old.get(key, -float("inf")) + min_gain)
+        if not better:
+            print(f"{name}: the run is at {_describe(state)}; the snapshot holds {_describe(old)}: kept")
+            return False
+    model, config = training.load_run(run, "best" if key is not None else "last")
+    compact = training.build_model(config, model.event_size)
+    compact.build((None, model.event_size))
+    compact.set_weights(model.get_weights())
+    target.mkdir(parents=True, exist_ok=True)
+    io.save_weights(compact, target / "best.weights.h5")
+    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
+    steps = state["updates"] // max(state["epoch"], 1)
+    snapshot = {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
+                "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", []),
+                **({"trained_by": state["trained_by"]} if "trained_by" in state else {}),
+                "trained_epochs_when_saved": state["epoch"],
+                "sha256": io.sha256(target / "best.weights.h5"), "source": str(run)}
+    with open(run / "history.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+    with io.atomic_path(target / "history.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            if rows:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    io.write_json(target / "config.json", config)
+    io.write_json(target / "state.json", snapshot)
+    print(f"{name}: saved {_describe(snapshot)} (trained to epoch {state['epoch']}) to {target}")
+    return True
+
+
+def restore(name: str, runs: Path, progress: Path = PROGRESS):
+    from tfrecog import io, training
+
+    source = progress / name
+    state = json.loads((source / "state.json").read_text())
+    weights = source / "best.weights.h5"
+    if io.sha256(weights) != state["sha256"]:
+        raise SystemExit(f"{weights}: sha256 differs from {source / 'state.json'}; not restored")
+    config = json.loads((source / "config.json").read_text())
+    with open(source / "history.csv", newline="") as f:
+        history = list(csv.DictReader(f))
+    run = runs / name
+    kept = {k: v for k, v in state.items() if k not in ("sha256", "source", "trained_epochs_when_saved")}
+    kept["restored_from"] = f"progress/{name} (epoch {state['epoch']})"
+    def assign(model):  # the file holds no optimizer state: load it into a plain model, then copy the values
+        plain = training.build_model(config, model.event_size)
+        plain.build((None, model.event_size))
+        plain.load_weights(str(weights))
+        model.set_weights(plain.get_weights())
+
+    training.seed_run(run, config, assign, kept, history)
+    print(f"{run}: restored from {source} at {_describe(state)}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("save")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--runs", default=str(ROOT.parent / "runs"))
+    p.add_argument("--min-gain", type=float, default=0.2)
+    p = sub.add_parser("restore")
+    p.add_argument("name")
+    p.add_argument("--runs", default=str(ROOT.parent / "runs"))
+    sub.add_parser("list")
+    for p in sub.choices.values():
+        p.add_argument("--progress", default=str(PROGRESS), help="the snapshots' folder (default: progress/)")
+    args = parser.parse_args(argv)
+    progress = Path(args.progress)
+    if args.command == "save":
+        for name in args.names:
+            save(name, Path(args.runs), args.min_gain, progress)
+    elif args.command == "restore":
+        if (Path(args.runs) / args.name / "config.json").exists():
+            raise SystemExit(f"{Path(args.runs) / args.name} exists: nothing to restore")
+        restore(args.name, Path(args.runs), progress)
+    else:
+        for folder in sorted(progress.glob("*/state.json")):
+            state = json.loads(folder.read_text())
+            print(f"{folder.parent.name}: {_describe(state)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
