@@ -93,22 +93,70 @@ def test_seed_run_checks_state(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_gpu_weights_round_trip(tmp_path):
-    """gpu_sbn's `export` names every trainable variable as `import` expects it: a run's best weights exported
-    and imported again give the same model."""
+@pytest.mark.parametrize("model", [
+    {"latent_sizes": [8, 4], "estimator": "vimco", "num_samples": 3},
+    {"latent_sizes": [8], "estimator": "nvil", "autoregressive_prior": True, "autoregressive_visible": True,
+     "autoregressive_posterior": True},
+], ids=["vimco", "nvil-autoregressive"])
+def test_gpu_weights_round_trip(tmp_path, model):
+    """gpu_sbn's `export` names every variable (NVIL's running statistics too) as `import` expects it: a run's best
+    weights exported and imported again give the same model."""
     gpu = _script("gpu_sbn")
-    config = tiny_sbn(model={"latent_sizes": [8, 4], "estimator": "vimco", "num_samples": 3}, epochs=1,
-                      select_by="iwae_bound")
+    config = tiny_sbn(model=model, epochs=1, select_by="iwae_bound" if model["estimator"] == "vimco" else "elbo")
     training.train(config, tmp_path / "run", verbose=0)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps(config))
     gpu.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "gpu")])
     meta = json.loads((tmp_path / "gpu" / "meta.json").read_text())
-    assert meta["samples"] == 3 and meta["layers"] == [8, 4]
-    meta.update(best_bounds=[meta["best_val_iwae_bound"]], device="cpu", jax="-", optax="-")  # what `train` adds
+    assert meta["spec"]["layers"] == model["latent_sizes"] and meta["spec"]["estimator"] == model["estimator"]
+    meta.update(best_values=[meta["best_value"]], device="cpu", jax="-", optax="-")  # what `train` adds
     (tmp_path / "gpu" / "meta.json").write_text(json.dumps(meta))
     gpu.main(["import", str(tmp_path / "gpu"), str(recipe), str(tmp_path / "back")])
     original, _ = training.load_run(tmp_path / "run", "best")
     back, _ = training.load_run(tmp_path / "back", "best")
-    for a, b in zip(original.trainable_weights, back.trainable_weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    compared = 0
+    for a, b in zip(original.weights, back.weights):
+        if a.trainable or "signal" in a.name:
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            compared += 1
+    assert compared == len(original.trainable_weights) + 2  # and the running mean and variance
+    # A recipe of another model is refused, naming the difference.
+    other = dict(config, model={**config["model"], "latent_sizes": [5]})
+    recipe.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="latent"):
+        gpu.main(["import", str(tmp_path / "gpu"), str(recipe), str(tmp_path / "other")])
+
+
+def test_gpu_model_is_tfrecogs_sbn():
+    """scripts/gpu_sbn.py's JAX model computes tfrecog's SBN densities: with the same weights (random, biases and
+    masked kernels included) and the same latent samples, log p(x, h) and log q(h | x) term by term agree, for an
+    SBN with every autoregressive option on (fDARN prior and visible layer, autoregressive posterior)."""
+    jax = pytest.importorskip("jax")
+    from tfrecog.models import SBN
+
+    gpu = _script("gpu_sbn")
+    spec = gpu.Spec(layers=[6, 4], estimator="nvil", samples=1, autoregressive_prior=True,
+                    autoregressive_visible=True, autoregressive_posterior=True, baseline_hidden=100, signal_decay=0.8)
+    functions = gpu.make_model(spec)
+    params = functions["init"](jax.random.PRNGKey(0))
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = jax.tree_util.tree_unflatten(tree, [w + 0.3 * jax.random.normal(k, w.shape) for w, k in zip(leaves, keys)])
+    flat = {k: np.asarray(v) for k, v in gpu.flatten(params, "").items()}
+
+    model = SBN(784, [6, 4], autoregressive_prior=True, autoregressive_visible=True, autoregressive_posterior=True)
+    x = (np.random.default_rng(0).random((3, 784)) < 0.3).astype(np.float32)
+    model(x)
+    trainable = {gpu._variable_key(v): v for v in model.trainable_weights}
+    assert set(trainable) == set(flat)
+    for key, variable in trainable.items():
+        variable.assign(flat[key])
+
+    hs, q_sampled = functions["sample_posterior"](params, x, jax.random.PRNGKey(2), 2)
+    hs_np = [np.asarray(h) for h in hs]
+    for ours, theirs in zip(functions["log_joint_terms"](params, x, hs), model.log_joint_terms(x, hs_np)):
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-5, atol=1e-3)
+    for ours, sampled, theirs in zip(functions["recognition_terms"](params, x, hs), q_sampled,
+                                     model.recognition_log_prob_terms(x, hs_np)):
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(np.asarray(sampled), theirs.numpy(), rtol=1e-5, atol=1e-3)
