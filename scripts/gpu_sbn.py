@@ -4,9 +4,9 @@ Maintainers' tool.
 The `device` tool's machines have JAX but no TensorFlow, and a TensorFlow wheel is larger than what may travel
 there. This script trains exactly the model `tfrecog.models.SBN(784, latent_sizes, ...)` defines (the same Bernoulli
 layers, masked autoregressive layers of fDARN and of an autoregressive posterior, parameterisation, Glorot-uniform
-kernels and zero biases) with the same estimator as tfrecog's (`vimco` with K samples, or `nvil` with every
-technique: local signals, running centring and variance normalisation, the 100-unit tanh baseline network on its own
-Adam), in JAX; `import` then writes an ordinary tfrecog run folder from its weights (NVIL's running statistics
+kernels and zero biases) with the same estimator as tfrecog's (`vimco` with K samples, `nvil` with every technique:
+local signals, running centring and variance normalisation, the 100-unit tanh baseline network on its own Adam; or
+`wake_sleep`), in JAX; `import` then writes an ordinary tfrecog run folder from its weights (NVIL's running statistics
 included), so that `tfrecog evaluate`, `scripts/publish_zoo.py` and `tfrecog train` (to train on) use it like any
 other run, and the card says where and how the weights were trained. tests/test_progress.py checks the densities
 against tfrecog's term by term (where JAX is installed) and the weight names both ways.
@@ -64,7 +64,8 @@ def unpack(path):
 # -------------------------------------------------------------------------------------------------------------- model
 class Spec(dict):
     """What is trained: layers (bottom first), fDARN's autoregressive prior/visible, an autoregressive posterior,
-    the estimator ('vimco' or 'nvil'), K samples per update and NVIL's settings (tfrecog's SBN defaults)."""
+    the estimator ('vimco', 'nvil' or 'wake_sleep'), K samples per update and NVIL's settings (tfrecog's SBN
+    defaults)."""
 
     @property
     def num_layers(self):
@@ -230,15 +231,38 @@ def make_model(spec: Spec):
         elbo = jnp.mean(jnp.sum(p, 0) - jnp.sum(q, 0))
         return loss, (elbo, new_stats)
 
+    def sample_joint(params, key, n):
+        """(x, [h_1..h_L]) ~ p(x, h), ancestrally from the top (autoregressive layers unit by unit), [n, ...]."""
+        keys = jax.random.split(key, L + 1)
+        h, _ = sample_layer(params[f"p_{L}"], spec["autoregressive_prior"], None, keys[L - 1], (n, sizes[-1]))
+        hs = [h]
+        for i in range(L - 2, -1, -1):
+            h, _ = sample_layer(params[f"p_{i + 1}"], spec["autoregressive_prior"], hs[0], keys[i], (n, sizes[i]))
+            hs.insert(0, h)
+        x, _ = sample_layer(params["p_x"], spec["autoregressive_visible"], hs[0], keys[L], (n, EVENT_SIZE))
+        return x, hs
+
+    def wake_sleep_loss(params, stats, x, key):
+        """-(mean log p(x, h) + mean log q(h' | x')), h ~ q(h | x), (x', h') ~ p (tfrecog.estimators.wake_sleep):
+        the wake term trains the generative model, the sleep term the recognition model. Returns (loss, (the
+        single-sample ELBO, stats))."""
+        wake_key, sleep_key = jax.random.split(key)
+        hs, q_terms = sample_posterior(params, x, wake_key, 1)
+        log_joint = sum(log_joint_terms(params, x, hs))
+        dream_x, dream_h = jax.lax.stop_gradient(sample_joint(params, sleep_key, x.shape[0]))
+        sleep = jnp.mean(sum(recognition_terms(params, dream_x, dream_h)))
+        elbo = jnp.mean(log_joint - jax.lax.stop_gradient(sum(q_terms)))
+        return -(jnp.mean(log_joint) + sleep), (elbo, stats)
+
     def validation_score(params, x, key):
         """What tfrecog's `select_by` reads: the K-sample bound for VIMCO, the single-sample ELBO for NVIL; [B]."""
         k = spec["samples"] if spec["estimator"] == "vimco" else 1
         log_w, _ = log_weights(params, x, key, k)
         return jax.nn.logsumexp(log_w, axis=0) - math.log(k)
 
-    loss = {"vimco": vimco_loss, "nvil": nvil_loss}[spec["estimator"]]
+    loss = {"vimco": vimco_loss, "nvil": nvil_loss, "wake_sleep": wake_sleep_loss}[spec["estimator"]]
     return {"init": init, "loss": loss, "validation_score": validation_score, "sample_posterior": sample_posterior,
-            "log_joint_terms": log_joint_terms, "recognition_terms": recognition_terms}
+            "log_joint_terms": log_joint_terms, "recognition_terms": recognition_terms, "sample_joint": sample_joint}
 
 
 # -------------------------------------------------------------------------------------------------------------- train
@@ -602,7 +626,7 @@ def main(argv=None):
     p = sub.add_parser("train")
     p.add_argument("--data", default=".gpu/bmnist.npz")
     p.add_argument("--layers", type=int, nargs="+", default=[200, 200, 200])
-    p.add_argument("--estimator", choices=["vimco", "nvil"], default="vimco")
+    p.add_argument("--estimator", choices=["vimco", "nvil", "wake_sleep"], default="vimco")
     p.add_argument("--samples", type=int, help="K samples per update (default: 50 for VIMCO, 1 for NVIL)")
     p.add_argument("--autoregressive-prior", action="store_true", help="fDARN: within every latent layer of p")
     p.add_argument("--autoregressive-visible", action="store_true", help="fDARN: within the visible layer")

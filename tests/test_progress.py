@@ -97,7 +97,8 @@ def test_seed_run_checks_state(tmp_path):
     {"latent_sizes": [8, 4], "estimator": "vimco", "num_samples": 3},
     {"latent_sizes": [8], "estimator": "nvil", "autoregressive_prior": True, "autoregressive_visible": True,
      "autoregressive_posterior": True},
-], ids=["vimco", "nvil-autoregressive"])
+    {"latent_sizes": [8, 4], "estimator": "wake_sleep", "autoregressive_prior": True},
+], ids=["vimco", "nvil-autoregressive", "wake-sleep"])
 def test_gpu_weights_round_trip(tmp_path, model):
     """gpu_sbn's `export` names every variable (NVIL's running statistics too) as `import` expects it: a run's best
     weights exported and imported again give the same model."""
@@ -155,6 +156,13 @@ def test_gpu_model_is_tfrecogs_sbn():
     hs, q_sampled = functions["sample_posterior"](params, x, jax.random.PRNGKey(2), 2)
     hs_np = [np.asarray(h) for h in hs]
     for ours, theirs in zip(functions["log_joint_terms"](params, x, hs), model.log_joint_terms(x, hs_np)):
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-5, atol=1e-3)
+    # The sleep phase's dreams: binary, of the model's shapes, and scored by tfrecog's model like any sample.
+    dream_x, dream_h = functions["sample_joint"](params, jax.random.PRNGKey(3), 5)
+    assert dream_x.shape == (5, 784) and [h.shape for h in dream_h] == [(5, 6), (5, 4)]
+    assert set(np.unique(np.asarray(dream_x))) <= {0.0, 1.0}
+    for ours, theirs in zip(functions["log_joint_terms"](params, dream_x, [h[None] for h in dream_h]),
+                            model.log_joint_terms(np.asarray(dream_x), [np.asarray(h)[None] for h in dream_h])):
         np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-5, atol=1e-3)
     for ours, sampled, theirs in zip(functions["recognition_terms"](params, x, hs), q_sampled,
                                      model.recognition_log_prob_terms(x, hs_np)):
