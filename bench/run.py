@@ -348,9 +348,31 @@ def markdown(results):
                       f"{enc['latency_ratio']:.2f}x ({enc['latency_ours']} vs {enc['latency_ref']}; < 1 = tfrecog "
                       f"faster), batch-1000 throughput {enc['throughput_ratio']:.2f}x ({enc['throughput_ours']} vs "
                       f"{enc['throughput_ref']}; > 1 = tfrecog faster)."]
+    lines += vimco_section(RESULTS_DIR.parent / "vimco_speed.json")
     if results.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {e}" for e in results["errors"]]
     return "\n".join(lines) + "\n"
+
+
+def vimco_section(path) -> list[str]:
+    """The VIMCO K=50 update against its JAX reference, from `python -m bench.vimco_speed`'s own run (its JSON),
+    with that run's date, load and command; nothing when it has not been run."""
+    if not Path(path).exists():
+        return []
+    run = json.loads(Path(path).read_text())
+    per_update = run["seconds_per_update"]
+    load = ", ".join(f"{v:.1f}" for v in run["machine"]["load_average_at_start"])
+    lines = ["", "## VIMCO update (its own run)", "",
+             f"`{run['command']}` ({run.get('date', 'date not recorded')}; load average at start {load}): "
+             f"{run['workload']}. Milliseconds per update, median [min-max] over the interleaved windows; both "
+             "candidates in one process.", "",
+             "| candidate | ms per update | reference / it | how |", "|---|---|---|---|"]
+    reference = per_update.get("jax.jit", {}).get("median")
+    for name, row in per_update.items():
+        ratio = f"{reference / row['median']:.2f}x" if reference else ""
+        lines.append(f"| {name} | {row['median'] * 1e3:.0f} [{row['min'] * 1e3:.0f}-{row['max'] * 1e3:.0f}] | "
+                     f"{ratio} | {run['notes'].get(name, '')} |")
+    return lines
 
 
 def encoder_summary(rows):

@@ -1,7 +1,7 @@
 """The time of one VIMCO update (K = 50, SBN 200-200-200, minibatch 100, as in Mnih & Rezende 2016) through
 tfrecog's fused `fit`, against the same update written the way JAX users write it, timed in one interleaved run.
 
-Usage: python bench/vimco_speed.py [--samples 50] [--examples 1000] [--windows 3] [--window-seconds 20]
+Usage: python -m bench.vimco_speed [--samples 50] [--examples 1000] [--windows 3] [--window-seconds 20]
 Writes bench/vimco_speed.json and prints one line per candidate (seconds per update, median [min-max]).
 """
 
@@ -12,8 +12,8 @@ import math
 import time
 from functools import partial
 
-from common import BATCH_SIZE, EVENT_SIZE, LEARNING_RATE, REPO, SBN_LAYERS, Candidate, binary_data, interleaved
-from common import machine_info as describe_machine
+from .common import BATCH_SIZE, EVENT_SIZE, LEARNING_RATE, REPO, SBN_LAYERS, Candidate, binary_data, interleaved
+from .common import machine_info as describe_machine
 
 
 def tfrecog_candidate(x, samples: int):
@@ -34,14 +34,31 @@ def tfrecog_candidate(x, samples: int):
 
 def jax_candidate(x_numpy, samples: int):
     """VIMCO in the JAX reference style (bench/ref_jax.py): pytree parameters, a pure surrogate loss, optax Adam,
-    one `jax.jit` epoch that `lax.scan`s the updates over its minibatches."""
+    one `jax.jit` epoch that `lax.scan`s the updates over its minibatches; the first recognition layer computed once
+    per example rather than once per sample."""
     import jax
     import jax.numpy as jnp
     import optax
-    from ref_jax import sbn_init, sbn_log_joint_terms, sbn_sample_posterior
+
+    from .ref_jax import bernoulli_log_prob, dense, sbn_init, sbn_log_joint_terms
+
+    def sample_posterior(params, x, key):
+        """h ~ q(h | x), K samples per example; the first layer's logits are computed once per example and shared
+        by its K samples (x is the same for all of them), as tfrecog does."""
+        context, h, log_q = x, [], []
+        for i, (layer, k) in enumerate(zip(params["recognition"], jax.random.split(key, len(params["recognition"])))):
+            logits = dense(layer, context)
+            if i == 0:
+                logits = jnp.broadcast_to(logits, (samples, *logits.shape))
+            sample = jax.lax.stop_gradient((jax.random.uniform(k, logits.shape) < jax.nn.sigmoid(logits))
+                                           .astype(jnp.float32))
+            h.append(sample)
+            log_q.append(bernoulli_log_prob(logits, sample))
+            context = sample
+        return h, log_q
 
     def vimco_loss(params, x, key):
-        h, log_q = sbn_sample_posterior(params, x, key, samples)
+        h, log_q = sample_posterior(params, x, key)
         log_q = sum(log_q)  # [K, B]
         log_w = sum(sbn_log_joint_terms(params, x, h)) - log_q
         bound = jax.nn.logsumexp(log_w, axis=0) - math.log(samples)
@@ -101,12 +118,13 @@ def main():
     candidates = [tfrecog_candidate(x, args.samples), jax_candidate(x, args.samples)]
     timings, failed = interleaved(candidates, args.windows, args.window_seconds)
     result = {
-        "command": "python bench/vimco_speed.py " + " ".join(
+        "command": "python -m bench.vimco_speed " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
         "workload": f"VIMCO update, SBN 784-{'-'.join(map(str, SBN_LAYERS))}, K={args.samples}, minibatch "
                     f"{BATCH_SIZE}, Adam({LEARNING_RATE}); random binary data (13% on)",
         "machine": machine,
         "seconds": round(time.time() - started, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "examples_per_second": timings,
         # per update = minibatch / (examples/s): the fastest window gives the shortest time
         "seconds_per_update": {name: {"median": BATCH_SIZE / row["median"], "min": BATCH_SIZE / row["max"],
