@@ -111,3 +111,29 @@ def test_bad_input_is_a_one_line_error():
         diagnostics.gradient_variance(model, X, "nvil", repeats=1)
     with pytest.raises(ValueError, match="need an SBN or fDARN.*got VAE"):
         diagnostics.nvil_variance_report(VAE(event_size=5, latent_size=2, hidden_sizes=(3,)), X, repeats=2)
+
+
+def test_estimators_after_nvil_per_layer_report_and_plot(tmp_path):
+    """VIMCO, RWS and DisARM on the same minibatch and weights: the per-layer traces add up to the whole trace, each
+    layer's SNR is ||mean g|| / sqrt(trace Cov g) of its block, the time of an estimate is recorded, and the table
+    and the plot are written."""
+    model = tiny_model()
+    names = ["nvil", "vimco", "rws", "disarm"]
+    report = diagnostics.nvil_variance_report(model, X, estimators=names, repeats=20, samples=3, jit_compile=False)
+    assert [row["estimator"] for row in report["results"]] == names
+    assert [row["samples"] for row in report["results"]] == [1, 3, 3, 1]
+    for row in report["results"]:
+        assert [entry["layer"] for entry in row["layers"]] == ["q_1", "q_2"]
+        assert sum(entry["trace_variance"] for entry in row["layers"]) == pytest.approx(row["trace_variance"])
+        assert row["seconds_per_estimate"] > 0
+    estimates = diagnostics.gradient_variance(model, X, "rws", repeats=20, samples=3, jit_compile=False)
+    first = sum(int(np.prod(v.shape)) for v in model.recognition_variables if v.path.startswith("q_1/"))
+    block = estimates[:, :first]
+    expected = np.linalg.norm(block.mean(axis=0)) / np.sqrt(block.var(axis=0, ddof=1).sum())
+    assert report["results"][2]["layers"][0]["snr"] == pytest.approx(expected)
+    table = diagnostics.format_report(report)
+    assert "SNR q_1 | SNR q_2 | ms per estimate |" in table and "| vimco | VIMCO" in table
+    diagnostics.plot_report(report, tmp_path / "variance.png")
+    assert (tmp_path / "variance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="vimco takes K >= 2"):
+        diagnostics.gradient_variance(model, X, "vimco", repeats=2, samples=1)

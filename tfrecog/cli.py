@@ -420,16 +420,20 @@ def cmd_diagnose(args):
     split = args.split or config["test_split"]
     x = training.evaluation_data(config, split, data_dir=args.data_dir)
     rows = np.sort(np.random.default_rng(args.seed).permutation(len(x))[: args.batch])  # one fixed minibatch
-    report = diagnostics.nvil_variance_report(model, x[rows], estimators, repeats=args.repeats)
+    report = diagnostics.nvil_variance_report(model, x[rows], estimators, repeats=args.repeats, samples=args.samples)
     print(f"{label}: recognition-gradient variance on {len(rows)} {split} examples, R={args.repeats}")
     print(diagnostics.format_report(report))
+    options = [("--estimators", args.estimators), ("--repeats", args.repeats), ("--samples", args.samples),
+               ("--batch", args.batch), ("--split", args.split), ("--seed", args.seed), ("--out", args.out),
+               ("--plot", args.plot)]
+    command = " ".join(["tfrecog diagnose", shlex.quote(args.run)]
+                       + [f"{flag} {shlex.quote(str(value))}" for flag, value in options if value is not None])
     if args.out:
-        options = [("--estimators", args.estimators), ("--repeats", args.repeats), ("--batch", args.batch),
-                   ("--split", args.split), ("--seed", args.seed), ("--out", args.out)]
-        command = " ".join(["tfrecog diagnose", shlex.quote(args.run)]
-                           + [f"{flag} {shlex.quote(str(value))}" for flag, value in options if value is not None])
         io.write_json(args.out, {"command": command, "model": label, "split": split, **report})
         print(f"wrote {args.out}")
+    if args.plot:
+        diagnostics.plot_report(report, args.plot)
+        print(f"wrote {args.plot}")
 
 
 def _need_name(args):
@@ -636,7 +640,10 @@ def build_parser():
     p.add_argument("--estimators", help="comma-separated names from tfrecog.diagnostics.ESTIMATORS (default: the "
                    "NVIL ablation reinforce,reinforce+local,reinforce+local+baselines,nvil)")
     p.add_argument("--repeats", type=arg_integer(2, 10**5, "repeats"), default=200,
-                   help="R, independent single-sample estimates")
+                   help="R, independent estimates per estimator")
+    p.add_argument("--samples", type=arg_integer(2, 10**4, "samples"), default=5,
+                   help="K of the multi-sample estimators (vimco, rws)")
+    p.add_argument("--plot", help="also draw the report (variance and per-layer SNR) as a PNG here")
     p.add_argument("--batch", type=_COUNT["batch_size"], default=100, help="examples in the fixed minibatch")
     p.add_argument("--split", help="default: the recipe's test split")
     p.add_argument("--out", help="also write the report as JSON here")
