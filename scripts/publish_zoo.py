@@ -20,6 +20,7 @@ PAPERS = {
     "sbn-bmnist-200-200": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200, NVIL", "test_nll": 99.8},
     "sbn-bmnist-200-200-wake-sleep": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200, wake-sleep",
                                       "test_nll": 107.7},
+    "sbn-bmnist-200-wake-sleep": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200, wake-sleep", "test_nll": 120.8},
     "sbn-bmnist-500": {"reference": "Mnih & Gregor 2014, Table 1, SBN 500, NVIL", "test_nll": 112.8},
     "sbn-bmnist-200-200-500": {"reference": "Mnih & Gregor 2014, Table 1, SBN 200-200-500, NVIL", "test_nll": 97.0},
     "sbn-bmnist-200-200-200-vimco": {"reference": "Mnih & Rezende 2016 (VIMCO), SBN 200-200-200, K=50 training "
