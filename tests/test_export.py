@@ -120,13 +120,19 @@ def exported(request, tmp_path_factory):
     return Exported(make_model(request.param), tmp_path_factory.mktemp(request.param))
 
 
-def assert_close(reference: dict, other: dict, what: str, tolerance: float = TOLERANCE):
+def assert_close(reference: dict, other: dict, what: str, tolerance: float = TOLERANCE, scales: dict | None = None):
+    """|a - b| <= tolerance * max(1, |b|, scale): `scales` gives, for an output that is a sum of many terms, the sum
+    of their magnitudes, to which float32 rounding is proportional when the terms cancel (see `term_scales`)."""
     assert set(other) == set(reference), f"{what}: outputs {sorted(other)}, expected {sorted(reference)}"
     for name, value in reference.items():
         got = np.asarray(other[name])
         assert got.shape == np.shape(value), f"{what} {name}: shape {got.shape}, expected {np.shape(value)}"
         value = np.asarray(value)
-        error = np.abs(got - value) / np.maximum(1.0, np.abs(value))
+        bound = np.maximum(1.0, np.abs(value))
+        base = name.removesuffix("_sampled")  # the ONNX graph's name of a sample output named like a parameter
+        if scales and base in scales:
+            bound = np.maximum(bound, scales[base])
+        error = np.abs(got - value) / bound
         worst = float(error.max()) if got.size else 0.0
         assert worst <= tolerance, f"{what} {name}: max |a - b| / max(1, |b|) = {worst:.3g} > {tolerance}"
 
@@ -135,18 +141,34 @@ def numpy_dict(outputs) -> dict:
     return {name: np.asarray(value) for name, value in outputs.items()}
 
 
+def term_scales(model, x: np.ndarray) -> dict:
+    """For an SBN whose first recognition layer is affine, logits_1 = x W + b: its terms' magnitudes |x| |W| + |b|.
+    Random inputs switch on pixels that digits never use, and with large trained weights the terms cancel: on the
+    VIMCO card (|W| up to 20, terms summing to 570 in magnitude for logits near 1) numpy's own float32 product is
+    9.6e-5 of max(1, |logit|) away from the float64 one, so only a bound relative to the terms can hold there."""
+    if not isinstance(model, tfrecog.SBN):
+        return {}
+    layer = model.inference_layers[0]
+    dense = layer.output_layer
+    if layer.autoregressive or layer.hidden is not None or not hasattr(dense, "kernel") or dense.bias is None:
+        return {}
+    return {"logits_1": np.abs(x) @ np.abs(dense.kernel.numpy()) + np.abs(dense.bias.numpy())}
+
+
 def check_encoder_parity(exp: Exported, x: np.ndarray):
+    scales = term_scales(exp.model, x)
     noise = exp.noise(len(x))
     keras_parameters = numpy_dict(exp.model.export_outputs(x))
     keras_sample = numpy_dict(exp.model.export_sample(x, noise))
-    assert_close(keras_parameters, numpy_dict(exp.encoder_sm.encode(x)), "SavedModel encode")
-    assert_close(keras_sample, numpy_dict(exp.encoder_sm.sample_with_noise(x, noise)), "SavedModel sample")
+    assert_close(keras_parameters, numpy_dict(exp.encoder_sm.encode(x)), "SavedModel encode", scales=scales)
+    assert_close(keras_sample, numpy_dict(exp.encoder_sm.sample_with_noise(x, noise)), "SavedModel sample",
+                 scales=scales)
     # In the ONNX graph a sample output named like a parameter output is '<name>_sampled'.
     back = {v: k for k, v in exp.encoder.metadata["renamed_outputs"].items()}
     keras_out = {**keras_parameters, **{back.get(k, k): v for k, v in keras_sample.items()}}
-    assert_close(keras_out, exp.encoder(x, noise), "ONNX Runtime")
+    assert_close(keras_out, exp.encoder(x, noise), "ONNX Runtime", scales=scales)
     parameters = {k: v for k, v in keras_out.items() if k not in exp.encoder.sample_outputs}
-    assert_close(parameters, exp.encoder(x), "ONNX Runtime without noise")
+    assert_close(parameters, exp.encoder(x), "ONNX Runtime without noise", scales=scales)
 
 
 # ----------------------------------------------------------------------------------------------------------------
