@@ -67,10 +67,6 @@ class Spec(dict):
     the estimator ('vimco', 'nvil' or 'wake_sleep'), K samples per update and NVIL's settings (tfrecog's SBN
     defaults)."""
 
-    @property
-    def num_layers(self):
-        return len(self["layers"])
-
 
 def spec_from(args) -> Spec:
     return Spec(layers=list(args.layers), estimator=args.estimator, samples=args.samples,
