@@ -177,7 +177,8 @@ def _fake_tfrecog(tmp_path):
     fake = bin_dir / "tfrecog"
     fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TFRECOG_RUNS": "../runs",
+    # The run folders go under tmp_path: the test must neither read nor write the machine's real ../runs.
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TFRECOG_RUNS": str(tmp_path / "runs"),
             "TFRECOG_DATA_DIR": "../shared/data"}
 
 
@@ -187,9 +188,16 @@ def test_train_zoo_sh_trains_the_recipe_file_into_runs_name(name, where, tmp_pat
     done = subprocess.run(["bash", "scripts/train_zoo.sh", name, "--max-seconds", "60"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["train", "--recipe", str(REPO / where / f"{name}.json"), "--data-dir",
-                                        "../shared/data", "--run", f"../runs/{name}", "--verbose", "2",
-                                        "--max-seconds", "60"]
+    lines = done.stdout.splitlines()
+    runs = tmp_path / "runs"
+    # A recipe with a committed snapshot (progress/NAME, scripts/progress.py) starts its missing run folder from it.
+    snapshot = REPO / "progress" / name / "state.json"
+    if snapshot.exists():
+        assert lines[0].startswith(f"{runs / name}: restored from {REPO / 'progress' / name} at epoch ")
+        assert (runs / name / "config.json").exists()
+        lines = lines[1:]
+    assert lines == ["train", "--recipe", str(REPO / where / f"{name}.json"), "--data-dir", "../shared/data",
+                     "--run", str(runs / name), "--verbose", "2", "--max-seconds", "60"]
     missing = subprocess.run(["bash", "scripts/train_zoo.sh", "no-such-recipe"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "unknown recipe no-such-recipe" in missing.stderr
