@@ -4,6 +4,11 @@ Maintainers' tool.
   python scripts/progress.py save NAME [NAME ...] [--runs ../runs] [--min-gain 0.2]
   python scripts/progress.py restore NAME [--runs ../runs]
   python scripts/progress.py list
+  python scripts/progress.py from-zoo NAME [--runs ../runs]
+
+`from-zoo` starts ../runs/NAME from a published zoo card's weights at its best epoch (the card's recipe, its training
+state; no history), so that `scripts/train_zoo.sh NAME --epochs E` trains the card on past the epochs it was
+published at; `scripts/publish_zoo.py ../runs/NAME NAME --version V` then replaces the card when it is better.
 
 `save` writes progress/NAME/ from the run folder ../runs/NAME: its recipe (config.json), its best weights without
 optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint's state at the best epoch and the
@@ -106,6 +111,29 @@ def restore(name: str, runs: Path, progress: Path = PROGRESS):
     print(f"{run}: restored from {source} at {_describe(state)}")
 
 
+def from_zoo(name: str, runs: Path):
+    from tfrecog import zoo
+
+    card = zoo.info(name)
+    trained = card["training"]
+    config = zoo.recipe(name)
+    config["model"] = {**config["model"], "event_size": card["config"]["event_size"]}
+    best = trained.get("best_epoch", trained["epochs"])
+    state = {"epoch": int(best), "updates": int(round(trained["updates"] * best / trained["epochs"])),
+             "wall_seconds": float(trained.get("wall_seconds", 0.0)), "best_epoch": int(best),
+             "restored_from": f"zoo card {name} (version {card.get('version', '1')}, epoch {best})"}
+    if "best_val_elbo" in trained:
+        state["best_val_elbo"] = float(trained["best_val_elbo"])
+
+    def assign(model):
+        model.set_weights(zoo.load(name, compile=False).get_weights())
+
+    from tfrecog import training
+
+    training.seed_run(runs / name, config, assign, state)
+    print(f"{runs / name}: started from zoo card {name} at {_describe(state)}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +145,9 @@ def main(argv=None):
     p.add_argument("name")
     p.add_argument("--runs", default=str(ROOT.parent / "runs"))
     sub.add_parser("list")
+    p = sub.add_parser("from-zoo")
+    p.add_argument("name")
+    p.add_argument("--runs", default=str(ROOT.parent / "runs"))
     for p in sub.choices.values():
         p.add_argument("--progress", default=str(PROGRESS), help="the snapshots' folder (default: progress/)")
     args = parser.parse_args(argv)
@@ -128,6 +159,10 @@ def main(argv=None):
         if (Path(args.runs) / args.name / "config.json").exists():
             raise SystemExit(f"{Path(args.runs) / args.name} exists: nothing to restore")
         restore(args.name, Path(args.runs), progress)
+    elif args.command == "from-zoo":
+        if (Path(args.runs) / args.name / "config.json").exists():
+            raise SystemExit(f"{Path(args.runs) / args.name} exists: nothing to start")
+        from_zoo(args.name, Path(args.runs))
     else:
         for folder in sorted(progress.glob("*/state.json")):
             state = json.loads(folder.read_text())

@@ -43,3 +43,17 @@ def test_quick_suite_writes_every_row(tmp_path):
     assert results["encoder"]["tfrecog_runtime.Encoder (threads=1, checks)"]["latency_us"]["median"] > 0
     report = out.read_text()
     assert "## Targets" in report and "Training throughput" in report and results["command"] in report
+
+
+def test_processes_report_a_candidate_that_cannot_start_and_keep_the_users_environment(monkeypatch):
+    """bench.processes: a worker that fails to build its candidate becomes an error row naming what was expected
+    (the table goes on); the workers do not inherit the OMP_WAIT_POLICY that the in-process mode sets."""
+    from bench import processes
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert "OMP_WAIT_POLICY" not in processes.child_environment(parent_set_omp=True)
+    assert processes.child_environment(parent_set_omp=False)["OMP_WAIT_POLICY"] == "PASSIVE"
+    rows = processes.interleaved_processes("training", "vae", ["no-such-library"], {"train_examples": 100},
+                                           windows=1, window_seconds=0.1, log=lambda s: None, timeout=120)
+    assert list(rows) == ["no-such-library"]
+    assert "expected tfrecog, torch eager, torch.compile or jax.jit" in rows["no-such-library"]["error"]
