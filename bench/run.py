@@ -265,7 +265,8 @@ def targets(results):
         for model_name, rows in results.get(section, {}).items():
             value, best = ratio(rows)
             if value is not None:
-                out[f"{section} {model_name}"] = {"ratio": value, "fastest_reference": best, "met": value >= TARGET_RATIO}
+                out[f"{section} {model_name}"] = {"ratio": value, "fastest_reference": best,
+                                                  "met": value >= TARGET_RATIO}
     memory = [r for r in results.get("memory", []) if r["framework"] == "tfrecog" and "delta_mb" in r]
     for model_name in sorted({r["model"] for r in memory}):
         by_k = {r["samples"]: r["delta_mb"] for r in memory if r["model"] == model_name}
@@ -302,7 +303,8 @@ def markdown(results):
         "(a shared machine: other jobs were running; compare ratios within this run, not absolute numbers).  ",
         f"tfrecog measured: `{m['tfrecog']['path']}` at commit {m['tfrecog']['commit'][:12]}.  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".  ",
-        f"Environment of this process (its in-process sections): OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; torch threads = {s.get('torch_threads')}.",
+        f"Environment of this process (its in-process sections): "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; torch threads = {s.get('torch_threads')}.",
         "",
         (f"Training and evaluation: every candidate in its own process with its library's default settings "
          f"(`bench.processes`; OMP_WAIT_POLICY is not set for them), warmed up alone, then {s['windows']} rounds in "

@@ -85,6 +85,29 @@ def test_snapshot_of_a_run_without_validation(tmp_path):
     assert training.run_state(tmp_path / "new" / "sbn-tiny")["epoch"] == 2
 
 
+def test_from_zoo_starts_a_run_from_a_published_card(tmp_path):
+    """progress.py from-zoo: the card's weights (running statistics included) at its best epoch, its recipe, so
+    that training the card on is `tfrecog train --run` with more epochs."""
+    from tfrecog import zoo
+
+    progress = _script("progress")
+    name = "sbn-bmnist-200"
+    progress.from_zoo(name, tmp_path)
+    card = zoo.info(name)
+    state = training.run_state(tmp_path / name)
+    assert state["epoch"] == card["training"]["best_epoch"] and state["best_val_elbo"] == card["training"][
+        "best_val_elbo"]
+    assert state["updates"] == card["training"]["updates"]  # its best epoch is its last
+    started, config = training.load_run(tmp_path / name, "best")
+    for a, b in zip(_weights(zoo.load(name, compile=False)), _weights(started)):
+        np.testing.assert_array_equal(a, b)
+    assert {k: v for k, v in config.items() if k != "stopping"} == {
+        k: v for k, v in zoo.recipe(name).items() if k != "stopping"} | {"model": config["model"]}
+    assert config["model"] == {**zoo.recipe(name)["model"], "event_size": 784}
+    with pytest.raises(training.RunError, match="already holds a run"):
+        progress.from_zoo(name, tmp_path)
+
+
 def test_seed_run_checks_state(tmp_path):
     config = tiny_sbn()
     config["model"]["event_size"] = 784
