@@ -50,3 +50,34 @@ def test_every_quoted_command_exists(page):
         assert (ROOT / "bench" / f"{name}.py").exists(), f"{page.name}: no bench/{name}.py"
     for name in re.findall(r"scripts/([a-z_]+\.(?:py|sh))", text):
         assert (ROOT / "scripts" / name).exists(), f"{page.name}: no scripts/{name}"
+
+
+
+def test_nvil_tables_give_every_cell_and_the_budgets_of_table_2(tmp_path, monkeypatch):
+    """scripts/nvil_tables.py: a row per model of the paper's tables; Table 2's cells name the epochs of their cards,
+    a run folder started from a card (progress.py from-zoo) is read, and one trained past the card says so."""
+    import importlib.util
+
+    from tfrecog import zoo
+
+    def script(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    tables = script("nvil_tables")
+    text = tables.tables(None)
+    for family, sizes, *_ in tables.TABLE_1:
+        assert f"| {family.upper() if family == 'sbn' else 'fDARN'} {sizes} |" in text
+    name = "sbn-bmnist-200"
+    card = zoo.info(name)
+    ll, epochs = card["metrics"]["test_log_likelihood"], card["training"]["epochs"]
+    expected = (f"**{-ll['value']:.2f}** ± {ll['stderr']:.2f} (K={ll['samples']}, n={ll['num_examples']}; "
+                f"{epochs} epochs; `{name}`)")
+    assert expected + " |" in text
+    script("progress").from_zoo(name, tmp_path)
+    state = tables._run_state(name, tmp_path)
+    assert state["epoch"] == card["training"]["best_epoch"] and expected + " |" in tables.tables(tmp_path)
+    monkeypatch.setattr(tables, "_run_state", lambda n, runs: {**state, "epoch": epochs + 5} if n == name else None)
+    assert f"{expected}; training on: epoch {epochs + 5}, best validation ELBO" in tables.tables(tmp_path)
