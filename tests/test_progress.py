@@ -22,7 +22,7 @@ def _script(name):
 
 def tiny_sbn(**overrides):
     # mnist5k has no validation split; its test split stands in for one, so that `best` is tracked
-    settings = {"model": {"latent_sizes": [8, 4]}, "epochs": 2, "checkpoint_every_seconds": 0,
+    settings = {"model": {"latent_sizes": [8, 4]}, "epochs": 2, "checkpoint_every_seconds": 0, "jit_compile": False,
                 "valid_split": "test", **overrides}
     return training.default_config("sbn", "mnist5k", **settings)
 
