@@ -173,8 +173,8 @@ def interleaved_processes(section: str, model_name: str, names, settings: dict, 
                 f"{info[name]['unit_seconds'] * 1e3:.0f} ms, {repeats} units per window")
         values = {name: [] for name in workers}
         order = list(workers)
-        for r in range(windows):
-            for name in order[r % len(order):] + order[:r % len(order)] if order else []:
+        for _ in range(windows):
+            for name in order:
                 if name in rows:  # died in an earlier round
                     continue
                 time.sleep(PAUSE_SECONDS)
@@ -182,9 +182,10 @@ def interleaved_processes(section: str, model_name: str, names, settings: dict, 
                     seconds = workers[name].run(info[name]["repeats"])
                 except Exception as err:  # noqa: BLE001
                     rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
-                    log(f"    {name}: FAILED in round {r + 1}: {rows[name]['error']}")
+                    log(f"    {name}: FAILED in a timed round: {rows[name]['error']}")
                     continue
                 values[name].append(info[name]["repeats"] * info[name]["examples"] / seconds)
+            order = order[1:] + order[:1]  # the next round starts with the next candidate
     finally:
         for w in workers.values():
             w.close()

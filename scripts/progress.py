@@ -112,7 +112,7 @@ def restore(name: str, runs: Path, progress: Path = PROGRESS):
 
 
 def from_zoo(name: str, runs: Path):
-    from tfrecog import zoo
+    from tfrecog import training, zoo
 
     card = zoo.info(name)
     trained = card["training"]
@@ -127,8 +127,6 @@ def from_zoo(name: str, runs: Path):
 
     def assign(model):
         model.set_weights(zoo.load(name, compile=False).get_weights())
-
-    from tfrecog import training
 
     training.seed_run(runs / name, config, assign, state)
     print(f"{runs / name}: started from zoo card {name} at {_describe(state)}")
