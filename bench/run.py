@@ -136,6 +136,13 @@ def profile_section(settings):
     return results
 
 
+def matmul_section(settings):
+    """This machine's fp32 GEMM rate and each training workload's dot FLOPs per example (bench.matmul_limit)."""
+    from . import matmul_limit
+
+    return matmul_limit.measure(seconds=0.1 if settings["quick"] else 1.0, log=log)
+
+
 def evaluation_section(settings, refs):
     from . import tfrecog_bench as tb
 
@@ -389,6 +396,10 @@ def markdown(results):
                       f"{enc['latency_ratio']:.2f}x ({enc['latency_ours']} vs {enc['latency_ref']}; < 1 = tfrecog "
                       f"faster), batch-1000 throughput {enc['throughput_ratio']:.2f}x ({enc['throughput_ours']} vs "
                       f"{enc['throughput_ref']}; > 1 = tfrecog faster)."]
+    if results.get("matmul"):
+        from . import matmul_limit
+
+        lines += matmul_limit.markdown(results["matmul"], results.get("training"))
     lines += vimco_section(RESULTS_DIR.parent / "vimco_speed.json")
     if results.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {e}" for e in results["errors"]]
@@ -467,8 +478,8 @@ def main(argv=None):
     parser.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile references")
     parser.add_argument("--in-process", action="store_true",
                         help="time training and evaluation inside this process (a secondary view)")
-    parser.add_argument("--sections", default="training,evaluation,memory,encoder",
-                        help="comma-separated subset of training,profile,evaluation,memory,encoder")
+    parser.add_argument("--sections", default="training,evaluation,memory,encoder,matmul",
+                        help="comma-separated subset of training,profile,evaluation,memory,encoder,matmul")
     args = parser.parse_args(argv)
     settings = settings_for(args)
     refs = {"torch": False, "jax": False} if args.no_references else references_available()
@@ -485,6 +496,7 @@ def main(argv=None):
              ("memory", lambda: memory_section(settings, refs)),
              ("encoder", lambda: encoder_section(settings, refs))]
     steps.insert(1, ("profile", lambda: profile_section(settings)))
+    steps.append(("matmul", lambda: matmul_section(settings)))
     if args.profile:
         sections.append("profile")
     for name, step in steps:

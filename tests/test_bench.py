@@ -41,7 +41,9 @@ def test_quick_suite_writes_every_row(tmp_path):
                 assert results["evaluation"][model][reference]["median"] > 0
     assert [row["samples"] for row in results["memory"]] and all("delta_mb" in r for r in results["memory"])
     assert results["encoder"]["tfrecog_runtime.Encoder (threads=1, checks)"]["latency_us"]["median"] > 0
+    assert results["matmul"]["models"]["vae"]["dot_flops_per_example"] == VAE_DOT_FLOPS
     report = out.read_text()
+    assert "matrix-multiply limit" in report
     assert "## Targets" in report and "Training throughput" in report and results["command"] in report
 
 
@@ -57,3 +59,41 @@ def test_processes_report_a_candidate_that_cannot_start_and_keep_the_users_envir
                                            windows=1, window_seconds=0.1, log=lambda s: None, timeout=120)
     assert list(rows) == ["no-such-library"]
     assert "expected tfrecog, torch eager, torch.compile or jax.jit" in rows["no-such-library"]["error"]
+
+
+# VAE 784-500-20 (tanh), one update: the four layers forward (784x500, 500x40 for mean and log-scale, 20x500,
+# 500x784), all four weight gradients, and the input gradients of every layer but the first (the data needs none):
+# 2 * (3 * (392,000 + 20,000 + 10,000 + 392,000) - 392,000) FLOPs per example.
+VAE_DOT_FLOPS = 2 * (3 * (784 * 500 + 500 * 40 + 20 * 500 + 500 * 784) - 784 * 500)
+
+
+def test_dot_flops_are_read_exactly_from_the_compiled_hlo():
+    """bench.matmul_limit counts 2 m k n per product of the optimised HLO: a two-layer chain and its gradient, and the
+    VAE's training update, against the counts written out by hand; a loop (whose trip count would multiply its
+    products) is refused."""
+    from bench import matmul_limit
+    from tfrecog._tf import tf
+
+    w1, w2 = tf.Variable(tf.ones([784, 30])), tf.Variable(tf.ones([30, 7]))
+
+    @tf.function(jit_compile=True)
+    def loss_and_grads(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.tanh(x @ w1) @ w2)
+        return loss, tape.gradient(loss, [w1, w2])
+
+    x = tf.ones([16, 784])
+    dots = matmul_limit.hlo_dots(loss_and_grads.experimental_get_compiler_ir(x)(stage="optimized_hlo"))
+    # forward x w1 and h w2; gradients of w2 (h^T g), of h (g w2^T) and of w1 (x^T g_h); none for x
+    expected = 2 * 16 * (784 * 30 + 30 * 7 + 30 * 7 + 30 * 7 + 784 * 30)
+    assert sum(d["flops"] for d in dots) == expected and len(dots) == 5
+
+    vae = matmul_limit.hlo_dots(matmul_limit.train_step_hlo("vae"))
+    assert sum(d["flops"] for d in vae) / 100 == VAE_DOT_FLOPS
+
+    @tf.function(jit_compile=True)
+    def looped(x):
+        return tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y @ tf.ones([784, 784])), (0, x))[1]
+
+    with pytest.raises(ValueError, match="while loop"):
+        matmul_limit.hlo_dots(looped.experimental_get_compiler_ir(x)(stage="optimized_hlo"))

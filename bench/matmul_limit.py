@@ -1,0 +1,211 @@
+"""How close each training workload runs to this machine's matrix-multiply limit (issue 27).
+
+  python -m bench.matmul_limit [--json PATH]
+
+Two measurements, combined with the training throughputs of `python -m bench.run` in RESULTS.md:
+
+- **Dot FLOPs per example** of one training update, read from the optimised HLO that XLA compiles for tfrecog's
+  `train_step` (one minibatch of 100): every `dot` instruction contributes
+
+      2 * prod(result shape) * prod(lhs sizes along its contracting dimensions)
+
+  (a multiply and an add per term), summed and divided by the minibatch size. The references (jax.jit, torch) run
+  the same matrix products: the same layers forward, the same weight gradients, the same input gradients (none
+  through sampled binary units), so one count serves every candidate.
+- **The machine's fp32 GEMM rate**: the best of square products of sizes 1024 and 2048 through numpy's BLAS,
+  TensorFlow's `tf.matmul` and the same product compiled by XLA, each the best of several timed repeats. A training
+  step made of small products ([100, 784] x [784, 200] and the like) and elementwise work cannot beat it, so
+
+      limit, examples/s = GEMM rate / dot FLOPs per example,
+
+  and a candidate's fraction of the limit is its examples/s over that. The products of one update are also timed on
+  their own (`matmul-only examples/s`: the same dots, shapes and order, one after another, no elementwise work):
+  what a step could reach if everything but its matrix products were free, at this minibatch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+
+import numpy as np
+
+from .common import BATCH_SIZE, binary_data
+
+# One HLO instruction: `%name = f32[100,784]{1,0} op(...)`, also for parameters and tuples' elements.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\w+)\[([\d,]*)\](?:\{[^}]*\})?\s+([\w\-]+)\((.*)$")
+
+
+def hlo_dots(hlo_text: str) -> list[dict]:
+    """Every `dot` of an HLO module: name, result shape, lhs and rhs shapes, contracting size and FLOPs
+    (2 * prod(result) * prod(lhs contracting sizes)). Raises if the module has a loop, whose trip count would
+    multiply its body's products (compile one update, not the fused loop)."""
+    shapes, dots = {}, []
+    for line in hlo_text.splitlines():
+        if " while(" in line:
+            raise ValueError("the HLO has a while loop: count the dots of a single update (steps_per_execution=1)")
+        match = _INSTRUCTION.match(line)
+        if not match:
+            continue
+        name, _dtype, dims, op, rest = match.groups()
+        shape = tuple(int(d) for d in dims.split(",") if d)
+        shapes[name] = shape
+        if op != "dot":
+            continue
+        operands = rest.split(")", 1)[0]
+        # operands may be printed with their shapes (`f32[100,784]{1,0} %a`): the name is the last word
+        names = [o.strip().split()[-1].lstrip("%") for o in operands.split(",")]
+        contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line)
+        lhs = shapes[names[0]]
+        k = int(np.prod([lhs[int(d)] for d in contracting.group(1).split(",") if d])) if contracting else 1
+        flops = 2 * int(np.prod(shape)) * k
+        dots.append({"name": name, "shape": shape, "lhs": lhs, "rhs": shapes.get(names[1]), "k": k, "flops": flops})
+    return dots
+
+
+def train_step_hlo(model_name: str) -> str:
+    """The optimised HLO of one tfrecog training update (minibatch of 100) of a bench workload."""
+    from tfrecog._tf import tf
+
+    from . import tfrecog_bench as tb
+
+    x = binary_data(BATCH_SIZE, seed=0)
+    model = tb.compiled(tb.MODELS[model_name](), steps_per_execution=1)
+    model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # builds the model and sets fit's fused mode
+    model._resident_data.hold(x)
+    indices = tf.constant(np.arange(BATCH_SIZE, dtype=np.int32).reshape(BATCH_SIZE, 1))
+    step = tf.function(model.train_step, jit_compile=True)
+    return step.experimental_get_compiler_ir(indices)(stage="optimized_hlo")
+
+
+def _best_rate(run, flops: float, seconds: float = 1.0, repeats: int = 5) -> float:
+    """The best FLOP/s over `repeats` timed batches of calls, each batch lasting about `seconds`."""
+    run()
+    start = time.perf_counter()
+    run()
+    calls = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        best = max(best, flops * calls / (time.perf_counter() - start))
+    return best
+
+
+def gemm_rates(sizes=(1024, 2048), seconds: float = 1.0) -> dict:
+    """GFLOP/s of square fp32 products C = A B through numpy, tf.matmul and XLA; {'library, n': rate}."""
+    from tfrecog._tf import tf
+
+    rng = np.random.default_rng(0)
+    xla_matmul = tf.function(tf.matmul, jit_compile=True)
+    rates = {}
+    for n in sizes:
+        a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+        ta, tb_ = tf.constant(a), tf.constant(b)
+        flops = 2.0 * n**3
+        runs = {"numpy @": lambda a=a, b=b: a @ b,
+                "tf.matmul": lambda ta=ta, tb_=tb_: tf.matmul(ta, tb_).numpy(),
+                "tf.matmul under XLA": lambda ta=ta, tb_=tb_: xla_matmul(ta, tb_).numpy()}
+        for library, run in runs.items():
+            rates[f"{library}, n={n}"] = _best_rate(run, flops, seconds) / 1e9
+    return rates
+
+
+def matmuls_only_rate(dots: list[dict], seconds: float = 1.0, updates_per_call: int = 50) -> float:
+    """Examples/s of an XLA loop that runs just the given products, `updates_per_call` updates per call as `fit`'s
+    fused loop does: in each update every product at its shape, one after another, the smaller operand scaled by a
+    scalar carried from the previous update (so nothing is hoisted out of the loop or pruned). The bound on a step
+    whose elementwise work were free."""
+    from tfrecog._tf import tf
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for d in dots:
+        m = int(np.prod(d["shape"])) // d["shape"][-1]
+        n = d["shape"][-1]
+        pairs.append((tf.constant(rng.standard_normal((m, d["k"])).astype(np.float32)),
+                      tf.constant(rng.standard_normal((d["k"], n)).astype(np.float32))))
+
+    @tf.function(jit_compile=True)
+    def products():
+        def update(i, s):
+            total = tf.constant(0.0)
+            for a, b in pairs:
+                if a.shape.num_elements() <= b.shape.num_elements():
+                    a = a * s
+                else:
+                    b = b * s
+                total += tf.matmul(a, b)[0, 0]
+            return i + 1, 1.0 + 1e-30 * total
+
+        return tf.while_loop(lambda i, s: i < updates_per_call, update, (tf.constant(0), tf.constant(1.0)))[1]
+
+    calls_per_second = _best_rate(lambda: products().numpy(), 1.0, seconds)
+    return calls_per_second * updates_per_call * BATCH_SIZE
+
+
+def measure(models=("vae", "sbn", "dlgm"), seconds: float = 1.0, log=print) -> dict:
+    """{'gemm': {...}, 'gemm_best': (name, GFLOP/s), 'models': {name: {'dot_flops_per_example', 'dots',
+    'matmul_only_examples_per_s'}}}."""
+    rates = gemm_rates(seconds=seconds)
+    best = max(rates.items(), key=lambda kv: kv[1])
+    log(f"  best fp32 GEMM: {best[1]:.1f} GFLOP/s ({best[0]})")
+    out = {"gemm": rates, "gemm_best": list(best), "models": {}}
+    for name in models:
+        dots = hlo_dots(train_step_hlo(name))
+        per_example = sum(d["flops"] for d in dots) / BATCH_SIZE
+        only = matmuls_only_rate(dots, seconds=seconds)
+        out["models"][name] = {"dot_flops_per_example": per_example, "dots": len(dots),
+                               "matmul_only_examples_per_s": only,
+                               "products": [{"lhs": list(d["lhs"]), "rhs": list(d["rhs"] or ()),
+                                             "shape": list(d["shape"]), "k": d["k"]} for d in dots]}
+        log(f"  {name}: {len(dots)} dots, {per_example / 1e6:.3f} MFLOP per example; limit "
+            f"{best[1] * 1e9 / per_example:,.0f} examples/s; matmuls alone {only:,.0f} examples/s")
+    return out
+
+
+def markdown(limit: dict, training: dict | None) -> list[str]:
+    """RESULTS.md's section: per workload the dot FLOPs, the limit, and each candidate's fraction of it."""
+    name, rate = limit["gemm_best"]
+    lines = ["", "## Fraction of this machine's matrix-multiply limit (training)", "",
+             f"Best fp32 GEMM measured here: **{rate:.0f} GFLOP/s** ({name}; all: "
+             + ", ".join(f"{k} {v:.0f}" for k, v in limit["gemm"].items()) + "). Dot FLOPs per example: every "
+             "`dot` of the optimised HLO of tfrecog's training update (2 x result size x contracted size, over "
+             f"the minibatch of {BATCH_SIZE}); the references compute the same products. Limit = GEMM rate / "
+             "FLOPs per example; 'matmuls only' times just that update's products, in order, at their shapes, "
+             "50 updates per compiled call as in `fit` (`python -m bench.matmul_limit`): a candidate near 100% of "
+             "it spends its time in matrix products that XLA's kernels run at that rate for these shapes.", "",
+             "| workload | dots per update | MFLOP per example | limit, examples/s | matmuls only, examples/s | "
+             "candidate | examples/s | GFLOP/s | fraction of limit | fraction of matmuls only |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, m in limit["models"].items():
+        per_example = m["dot_flops_per_example"]
+        cap = rate * 1e9 / per_example
+        head = (f"| {model} | {m['dots']} | {per_example / 1e6:.2f} | {cap:,.0f} | "
+                f"{m['matmul_only_examples_per_s']:,.0f} |")
+        rows = [(cand, row["median"]) for cand, row in (training or {}).get(model, {}).items() if "median" in row]
+        if not rows:
+            lines.append(head + " | | | | |")
+        for i, (cand, speed) in enumerate(rows):
+            lines.append((head if i == 0 else "| | | | | |") + f" {cand} | {speed:,.0f} | "
+                         f"{speed * per_example / 1e9:.0f} | {speed / cap:.0%} | "
+                         f"{speed / m['matmul_only_examples_per_s']:.0%} |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default=None, help="write the measurements here")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each timed batch of calls")
+    args = parser.parse_args(argv)
+    out = measure(seconds=args.seconds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
