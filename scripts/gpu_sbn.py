@@ -24,6 +24,8 @@ validation value tfrecog selects by (the K-sample bound for VIMCO, `select_by: i
 for NVIL) every `--eval-every` epochs, keeps each replica's best weights, and writes to the output folder: best.npz
 (the best replica's best weights), best_replicas.npz, last.npz (every replica's weights and Adam state, to
 `--resume`), history.csv and meta.json. `--init DIR` starts every replica from DIR's best.npz with Adam afresh.
+`--epochs N` stops at epoch N (a budget equal to a twin's, as Table 2's comparisons need), or earlier at the time
+limit.
 """
 
 from __future__ import annotations
@@ -434,11 +436,14 @@ def train(args):
     last_write = started
     epoch_number = start_epoch
     print(f"devices {jax.devices()}; {dict(spec)}; replicas lr={args.lrs}; {steps} updates per epoch", flush=True)
-    while time.time() - started < args.seconds:
+    def finished():
+        return time.time() - started >= args.seconds or (args.epochs is not None and epoch_number >= args.epochs)
+
+    while not finished():
         key, epoch_key = jax.random.split(key)
         params, opt_state, stats, train_score = epoch(params, opt_state, stats, epoch_key)
         epoch_number += 1
-        if epoch_number % args.eval_every == 0 or time.time() - started >= args.seconds:  # and the last epoch
+        if epoch_number % args.eval_every == 0 or finished():  # and the last epoch
             key, valid_key = jax.random.split(key)
             valid = np.asarray(validation(params, valid_key), np.float64)
             train_score = np.asarray(train_score, np.float64)
@@ -631,6 +636,8 @@ def main(argv=None):
     p.add_argument("--lrs", type=float, nargs="+", default=[3e-4])
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seconds", type=float, default=500)
+    p.add_argument("--epochs", type=int, help="stop at this epoch (counted from the start of --init's or --resume's "
+                   "run), for a budget equal to a twin's; the time limit still holds")
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
