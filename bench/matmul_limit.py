@@ -20,7 +20,9 @@ Two measurements, combined with the training throughputs of `python -m bench.run
 
   and a candidate's fraction of the limit is its examples/s over that. The products of one update are also timed on
   their own (`matmul-only examples/s`: the same dots, shapes and order, one after another, no elementwise work):
-  what a step could reach if everything but its matrix products were free, at this minibatch size.
+  what a step could reach if everything but its matrix products were free, at this minibatch size; and once more
+  with the products that share a left operand merged into one wider product (`merged_by_shared_operand`), what a
+  dot-merging rewrite of the step would gain on its products.
 """
 
 from __future__ import annotations
@@ -61,8 +63,25 @@ def hlo_dots(hlo_text: str) -> list[dict]:
         lhs = shapes[names[0]]
         k = int(np.prod([lhs[int(d)] for d in contracting.group(1).split(",") if d])) if contracting else 1
         flops = 2 * int(np.prod(shape)) * k
-        dots.append({"name": name, "shape": shape, "lhs": lhs, "rhs": shapes.get(names[1]), "k": k, "flops": flops})
+        dots.append({"name": name, "shape": shape, "lhs": lhs, "rhs": shapes.get(names[1]), "k": k, "flops": flops,
+                     "lhs_operand": names[0], "lhs_contracting": contracting.group(1) if contracting else ""})
     return dots
+
+
+def merged_by_shared_operand(dots: list[dict]) -> list[dict]:
+    """The same products with those that share their left operand and its contracting dimensions merged into one
+    (the right operands concatenated: [m, k] x [k, n1 + n2 + ...]), as XLA's dot-merger pass would: e.g. the SBN's
+    x W_q1 and x W_baseline, h1 W_px and h1 W_q2, and their weight gradients x^T [g_q1, g_b]. Same FLOPs, fewer and
+    wider products."""
+    groups: dict = {}
+    for d in dots:
+        key = (d.get("lhs_operand"), d.get("lhs_contracting"), d["k"], int(np.prod(d["shape"])) // d["shape"][-1])
+        groups.setdefault(key, []).append(d)
+    merged = []
+    for (_, _, k, m), members in groups.items():
+        n = sum(d["shape"][-1] for d in members)
+        merged.append({"shape": (m, n), "k": k, "flops": 2 * m * n * k, "merged": len(members)})
+    return merged
 
 
 def train_step_hlo(model_name: str) -> str:
@@ -158,12 +177,16 @@ def measure(models=("vae", "sbn", "dlgm"), seconds: float = 1.0, log=print) -> d
         dots = hlo_dots(train_step_hlo(name))
         per_example = sum(d["flops"] for d in dots) / BATCH_SIZE
         only = matmuls_only_rate(dots, seconds=seconds)
+        merged = merged_by_shared_operand(dots)
+        merged_rate = matmuls_only_rate(merged, seconds=seconds)
         out["models"][name] = {"dot_flops_per_example": per_example, "dots": len(dots),
-                               "matmul_only_examples_per_s": only,
+                               "matmul_only_examples_per_s": only, "merged_dots": len(merged),
+                               "merged_matmul_only_examples_per_s": merged_rate,
                                "products": [{"lhs": list(d["lhs"]), "rhs": list(d["rhs"] or ()),
                                              "shape": list(d["shape"]), "k": d["k"]} for d in dots]}
         log(f"  {name}: {len(dots)} dots, {per_example / 1e6:.3f} MFLOP per example; limit "
-            f"{best[1] * 1e9 / per_example:,.0f} examples/s; matmuls alone {only:,.0f} examples/s")
+            f"{best[1] * 1e9 / per_example:,.0f} examples/s; matmuls alone {only:,.0f} examples/s; merged by shared "
+            f"operand ({len(merged)} dots) {merged_rate:,.0f} examples/s")
     return out
 
 
@@ -178,14 +201,17 @@ def markdown(limit: dict, training: dict | None) -> list[str]:
              "FLOPs per example; 'matmuls only' times just that update's products, in order, at their shapes, "
              "50 updates per compiled call as in `fit` (`python -m bench.matmul_limit`): a candidate near 100% of "
              "it spends its time in matrix products that XLA's kernels run at that rate for these shapes.", "",
-             "| workload | dots per update | MFLOP per example | limit, examples/s | matmuls only, examples/s | "
+             "| workload | dots per update | MFLOP per example | limit, examples/s | matmuls only, examples/s "
+             "(merged by shared operand) | "
              "candidate | examples/s | GFLOP/s | fraction of limit | fraction of matmuls only |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in limit["models"].items():
         per_example = m["dot_flops_per_example"]
         cap = rate * 1e9 / per_example
+        merged = (f" ({m['merged_matmul_only_examples_per_s']:,.0f}, {m['merged_dots']} dots)"
+                  if "merged_dots" in m else "")
         head = (f"| {model} | {m['dots']} | {per_example / 1e6:.2f} | {cap:,.0f} | "
-                f"{m['matmul_only_examples_per_s']:,.0f} |")
+                f"{m['matmul_only_examples_per_s']:,.0f}{merged} |")
         rows = [(cand, row["median"]) for cand, row in (training or {}).get(model, {}).items() if "median" in row]
         if not rows:
             lines.append(head + " | | | | |")

@@ -88,6 +88,15 @@ def test_dot_flops_are_read_exactly_from_the_compiled_hlo():
     expected = 2 * 16 * (784 * 30 + 30 * 7 + 30 * 7 + 30 * 7 + 784 * 30)
     assert sum(d["flops"] for d in dots) == expected and len(dots) == 5
 
+    @tf.function(jit_compile=True)
+    def two_heads(x, wa, wb):  # two products with the same left operand: one [16, 784] x [784, 37] when merged
+        return x @ wa, x @ wb
+
+    heads = matmul_limit.hlo_dots(two_heads.experimental_get_compiler_ir(x, tf.ones([784, 30]), tf.ones([784, 7]))(
+        stage="optimized_hlo"))
+    merged = matmul_limit.merged_by_shared_operand(heads)
+    assert [(d["shape"], d["k"], d["flops"]) for d in merged] == [((16, 37), 784, 2 * 16 * 784 * 37)]
+
     vae = matmul_limit.hlo_dots(matmul_limit.train_step_hlo("vae"))
     assert sum(d["flops"] for d in vae) / 100 == VAE_DOT_FLOPS
 
