@@ -28,6 +28,12 @@ PAPERS = {
     "sbn-bmnist-200-arq": {"reference": "Mnih & Gregor 2014, Table 2, SBN 200 with an autoregressive inference "
                                         "network, NVIL", "test_nll": None,
                            "note": "compared with its factorial twin sbn-bmnist-200 in docs/nvil-tables.md"},
+    "sbn-bmnist-200-200-arq": {"reference": "Mnih & Gregor 2014, Table 2, SBN 200-200 with autoregressive inference "
+                                            "layers, NVIL", "test_nll": None,
+                               "note": "compared with its factorial twin sbn-bmnist-200-200 in docs/nvil-tables.md"},
+    "fdarn-bmnist-200-arq": {"reference": "Mnih & Gregor 2014, Table 2, fDARN 200 with an autoregressive inference "
+                                          "network, NVIL", "test_nll": None,
+                             "note": "compared with its factorial twin fdarn-bmnist-200 in docs/nvil-tables.md"},
     "fdarn-bmnist-200": {"reference": "Mnih & Gregor 2014, Table 1, fDARN 200, NVIL", "test_nll": 92.5},
     "fdarn-bmnist-500": {"reference": "Mnih & Gregor 2014, Table 1, fDARN 500, NVIL", "test_nll": 90.7},
     "sbn-20news-50": {"reference": "Mnih & Gregor 2014, Table 3, SBN 50, 20 Newsgroups (2,000-word vocabulary: "
