@@ -14,6 +14,9 @@ from pathlib import Path
 
 from tfrecog import io, zoo
 
+ROOT = Path(__file__).resolve().parent.parent
+zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards, also when the tfrecog that runs is an installed copy
+
 # Mnih & Gregor 2014, Table 1: test NLL (nats) on binarized MNIST, (NVIL, wake-sleep). Layer sizes bottom first,
 # as in the zoo's names and `latent_sizes`.
 TABLE_1 = [

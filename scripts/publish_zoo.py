@@ -1,14 +1,19 @@
 """Publish (or refresh) a zoo card and its compact weights from a run folder. Maintainers' tool.
 
 Usage: python scripts/publish_zoo.py RUN_DIR NAME [--samples 5000] [--description ...] [--version 2]
+
+The card, recipe and weights are written into this checkout's `zoo/`, also when the tfrecog that runs is an
+installed (non-editable) copy, whose own package data would otherwise receive them.
 """
-
-
 
 import argparse
 import json
+from pathlib import Path
 
 from tfrecog import zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards and weights, as refresh_checks.py and reevaluate.py
 
 PAPERS = {
     "vae-bmnist": {"reference": "Kingma & Welling 2014 (AEVB), 500 tanh hidden, 20 latents",
