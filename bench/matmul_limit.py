@@ -190,6 +190,21 @@ def measure(models=("vae", "sbn", "dlgm"), seconds: float = 1.0, log=print) -> d
     return out
 
 
+def fractions(limit: dict, training: dict | None) -> dict:
+    """Per workload: {'per_example', 'cap' (the limit, examples/s), 'only' (products alone, examples/s),
+    'candidates': {name: (examples/s, GFLOP/s, fraction of the limit, fraction of the products alone)}}, from
+    `measure`'s output and the training section's rows of `python -m bench.run` (their medians)."""
+    rate = limit["gemm_best"][1]
+    out = {}
+    for model, m in limit["models"].items():
+        per_example, only = m["dot_flops_per_example"], m["matmul_only_examples_per_s"]
+        cap = rate * 1e9 / per_example
+        speeds = {c: row["median"] for c, row in (training or {}).get(model, {}).items() if "median" in row}
+        out[model] = {"per_example": per_example, "cap": cap, "only": only,
+                      "candidates": {c: (v, v * per_example / 1e9, v / cap, v / only) for c, v in speeds.items()}}
+    return out
+
+
 def markdown(limit: dict, training: dict | None) -> list[str]:
     """RESULTS.md's section: per workload the dot FLOPs, the limit, and each candidate's fraction of it."""
     name, rate = limit["gemm_best"]
@@ -205,20 +220,17 @@ def markdown(limit: dict, training: dict | None) -> list[str]:
              "(merged by shared operand) | "
              "candidate | examples/s | GFLOP/s | fraction of limit | fraction of matmuls only |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for model, m in limit["models"].items():
-        per_example = m["dot_flops_per_example"]
-        cap = rate * 1e9 / per_example
+    for model, f in fractions(limit, training).items():
+        m = limit["models"][model]
         merged = (f" ({m['merged_matmul_only_examples_per_s']:,.0f}, {m['merged_dots']} dots)"
                   if "merged_dots" in m else "")
-        head = (f"| {model} | {m['dots']} | {per_example / 1e6:.2f} | {cap:,.0f} | "
-                f"{m['matmul_only_examples_per_s']:,.0f}{merged} |")
-        rows = [(cand, row["median"]) for cand, row in (training or {}).get(model, {}).items() if "median" in row]
-        if not rows:
+        head = (f"| {model} | {m['dots']} | {f['per_example'] / 1e6:.2f} | {f['cap']:,.0f} | "
+                f"{f['only']:,.0f}{merged} |")
+        if not f["candidates"]:
             lines.append(head + " | | | | |")
-        for i, (cand, speed) in enumerate(rows):
-            lines.append((head if i == 0 else "| | | | | |") + f" {cand} | {speed:,.0f} | "
-                         f"{speed * per_example / 1e9:.0f} | {speed / cap:.0%} | "
-                         f"{speed / m['matmul_only_examples_per_s']:.0%} |")
+        for i, (cand, (speed, gflops, of_limit, of_only)) in enumerate(f["candidates"].items()):
+            lines.append((head if i == 0 else "| | | | | |") + f" {cand} | {speed:,.0f} | {gflops:.0f} | "
+                         f"{of_limit:.0%} | {of_only:.0%} |")
     return lines
 
 

@@ -275,14 +275,16 @@ def suite_table() -> str:
                      f"{'yes' if target['met'] else 'NO'} |")
     limit = r.get("matmul")
     if limit:
-        name, rate = limit["gemm_best"]
+        sys.path.insert(0, str(ROOT))  # bench.matmul_limit (numpy only at import)
+        from bench.matmul_limit import fractions
+
         parts = []
-        for model, m in limit["models"].items():
-            speeds = {c: row["median"] for c, row in r.get("training", {}).get(model, {}).items() if "median" in row}
-            per_example, only = m["dot_flops_per_example"], m["matmul_only_examples_per_s"]
-            shares = ", ".join(f"{c} {v * per_example / (rate * 1e9):.0%} ({v / only:.0%})" for c, v in speeds.items())
-            parts.append(f"{model} ({per_example / 1e6:.2f} MFLOP of products per example; limit "
-                         f"{rate * 1e9 / per_example:,.0f}/s, products alone {only:,.0f}/s): {shares}")
+        for model, f in fractions(limit, r.get("training")).items():
+            shares = ", ".join(f"{c} {of_limit:.0%} ({of_only:.0%})"
+                               for c, (_, _, of_limit, of_only) in f["candidates"].items())
+            parts.append(f"{model} ({f['per_example'] / 1e6:.2f} MFLOP of products per example; limit "
+                         f"{f['cap']:,.0f}/s, products alone {f['only']:,.0f}/s): {shares}")
+        name, rate = limit["gemm_best"]
         lines += ["", f"Fraction of the matrix-multiply limit in training (best fp32 GEMM here {rate:.0f} GFLOP/s, "
                   f"{name}; in brackets: of the update's products run alone at their shapes): " + "; ".join(parts)
                   + "."]
