@@ -5,10 +5,16 @@ Maintainers' tool.
   python scripts/progress.py restore NAME [--runs ../runs]
   python scripts/progress.py list
   python scripts/progress.py from-zoo NAME [--runs ../runs]
+  python scripts/progress.py anneal SOURCE_RUN NEW_RUN --learning-rate LR
 
 `from-zoo` starts ../runs/NAME from a published zoo card's weights at its best epoch (the card's recipe, its training
 state; no history), so that `scripts/train_zoo.sh NAME --epochs E` trains the card on past the epochs it was
 published at; `scripts/publish_zoo.py ../runs/NAME NAME --version V` then replaces the card when it is better.
+
+`anneal` starts the run folder NEW_RUN from SOURCE_RUN's best checkpoint with the recipe's learning rate set to LR
+(Adam's moments start again from zero; history up to the best epoch kept; everything else in the recipe unchanged),
+for the lower-rate stretch that ends a schedule: `tfrecog train --run NEW_RUN --epochs E` trains it, and the card's
+`stopping` text records the schedule.
 
 `save` writes progress/NAME/ from the run folder ../runs/NAME: its recipe (config.json), its best weights without
 optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint's state at the best epoch and the
@@ -132,6 +138,29 @@ def from_zoo(name: str, runs: Path):
     print(f"{runs / name}: started from zoo card {name} at {_describe(state)}")
 
 
+def anneal(source: Path, run: Path, learning_rate: float):
+    from tfrecog import training
+
+    state = training.run_state(source)
+    key = _best_key(state)
+    model, config = training.load_run(source, "best" if key is not None else "last")
+    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
+    old = config["optimizer"].get("config", {}).get("learning_rate")
+    if not isinstance(old, (int, float)):
+        raise SystemExit(f"{source}: expected a constant learning rate in the recipe's optimizer; got {old!r}")
+    config["optimizer"] = {**config["optimizer"], "config": {**config["optimizer"]["config"],
+                                                             "learning_rate": learning_rate}}
+    steps = state["updates"] // max(state["epoch"], 1)
+    kept = {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
+            "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", []),
+            "restored_from": f"{source} (epoch {epoch}, learning rate {old} -> {learning_rate})"}
+    with open(source / "history.csv", newline="") as f:
+        history = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+    weights = model.get_weights()
+    training.seed_run(run, config, lambda target: target.set_weights(weights), kept, history)
+    print(f"{run}: started from {source} at {_describe(kept)} with learning rate {learning_rate} (was {old})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +175,10 @@ def main(argv=None):
     p = sub.add_parser("from-zoo")
     p.add_argument("name")
     p.add_argument("--runs", default=str(ROOT.parent / "runs"))
+    p = sub.add_parser("anneal")
+    p.add_argument("source", type=Path)
+    p.add_argument("run", type=Path)
+    p.add_argument("--learning-rate", type=float, required=True)
     for p in sub.choices.values():
         p.add_argument("--progress", default=str(PROGRESS), help="the snapshots' folder (default: progress/)")
     args = parser.parse_args(argv)
@@ -161,6 +194,10 @@ def main(argv=None):
         if (Path(args.runs) / args.name / "config.json").exists():
             raise SystemExit(f"{Path(args.runs) / args.name} exists: nothing to start")
         from_zoo(args.name, Path(args.runs))
+    elif args.command == "anneal":
+        if (args.run / "config.json").exists():
+            raise SystemExit(f"{args.run} exists: give a new run folder")
+        anneal(args.source, args.run, args.learning_rate)
     else:
         for folder in sorted(progress.glob("*/state.json")):
             state = json.loads(folder.read_text())

@@ -109,6 +109,34 @@ def test_from_zoo_starts_a_run_from_a_published_card(tmp_path):
         progress.from_zoo(name, tmp_path)
 
 
+def test_anneal_starts_a_lower_rate_run_from_the_best_epoch(tmp_path):
+    """progress.py anneal: the source run's best weights (running statistics included) at its best epoch, the recipe
+    with only the learning rate changed, Adam restarted, the history up to the best epoch; the source untouched."""
+    progress = _script("progress")
+    source, run = tmp_path / "source", tmp_path / "annealed"
+    training.train(tiny_sbn(epochs=3), source, verbose=0)
+    before = (source / "history.csv").read_bytes()
+    state = training.run_state(source)
+    progress.anneal(source, run, 1e-4)
+    best, old = training.load_run(source, "best")
+    started, config = training.load_run(run, "best")
+    for a, b in zip(_weights(best), _weights(started)):
+        np.testing.assert_array_equal(a, b)
+    assert config["optimizer"]["config"]["learning_rate"] == 1e-4
+    assert {k: v for k, v in config.items() if k != "optimizer"} == {k: v for k, v in old.items() if k != "optimizer"}
+    new = training.run_state(run)
+    assert new["epoch"] == new["best_epoch"] == state["best_epoch"]
+    assert new["best_val_elbo"] == state["best_val_elbo"]
+    assert new["updates"] == state["updates"] // state["epoch"] * state["best_epoch"]
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 1 + state["best_epoch"]
+    assert (source / "history.csv").read_bytes() == before
+    # Training on uses the new rate (Keras keeps it in the optimizer; the checkpoint must not restore the old one).
+    model, _ = training.train(None, run, epochs=new["epoch"] + 1, verbose=0)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    with pytest.raises(training.RunError, match="already holds a run"):
+        progress.anneal(source, run, 1e-4)
+
+
 def test_seed_run_checks_state(tmp_path):
     config = tiny_sbn()
     config["model"]["event_size"] = 784
