@@ -5,16 +5,18 @@ Maintainers' tool.
   python scripts/progress.py restore NAME [--runs ../runs]
   python scripts/progress.py list
   python scripts/progress.py from-zoo NAME [--runs ../runs]
-  python scripts/progress.py anneal SOURCE_RUN NEW_RUN --learning-rate LR
+  python scripts/progress.py anneal SOURCE_RUN NEW_RUN --learning-rate LR [--estimator E --num-samples K
+                                    --select-by METRIC]
 
 `from-zoo` starts ../runs/NAME from a published zoo card's weights at its best epoch (the card's recipe, its training
 state; no history), so that `scripts/train_zoo.sh NAME --epochs E` trains the card on past the epochs it was
 published at; `scripts/publish_zoo.py ../runs/NAME NAME --version V` then replaces the card when it is better.
 
 `anneal` starts the run folder NEW_RUN from SOURCE_RUN's best checkpoint with the recipe's learning rate set to LR
-(Adam's moments start again from zero; history up to the best epoch kept; everything else in the recipe unchanged),
-for the lower-rate stretch that ends a schedule: `tfrecog train --run NEW_RUN --epochs E` trains it, and the card's
-`stopping` text records the schedule.
+(Adam's moments start again from zero; history up to the best epoch kept; everything else in the recipe unchanged,
+unless --estimator, --num-samples or --select-by change those too), for the stretch that ends a schedule:
+`tfrecog train --recipe NEW_RUN/config.json --run NEW_RUN --epochs E` trains it, and the card's `stopping` text
+records the schedule.
 
 `save` writes progress/NAME/ from the run folder ../runs/NAME: its recipe (config.json), its best weights without
 optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint's state at the best epoch and the
@@ -138,7 +140,18 @@ def from_zoo(name: str, runs: Path):
     print(f"{runs / name}: started from zoo card {name} at {_describe(state)}")
 
 
-def anneal(source: Path, run: Path, learning_rate: float):
+def _by_path(model) -> dict:
+    """A model's variables by path, its own name replaced by `model` (two builds of one recipe differ there)."""
+    prefix = model.name + "/"
+    return {("model/" + v.path[len(prefix):]) if v.path.startswith(prefix) else v.path: v for v in model.weights}
+
+
+def anneal(source: Path, run: Path, learning_rate: float, estimator: str | None = None,
+           num_samples: int | None = None, select_by: str | None = None):
+    """Starts `run` from `source`'s best weights with the learning rate `learning_rate` (and optionally another
+    estimator, its `num_samples` and the validation metric that picks the best epoch). Weights go across by
+    variable path: the new model's variables must all be in the source (an NVIL baseline network the new estimator
+    has no use for is left behind)."""
     from tfrecog import training
 
     state = training.run_state(source)
@@ -150,15 +163,36 @@ def anneal(source: Path, run: Path, learning_rate: float):
         raise SystemExit(f"{source}: expected a constant learning rate in the recipe's optimizer; got {old!r}")
     config["optimizer"] = {**config["optimizer"], "config": {**config["optimizer"]["config"],
                                                              "learning_rate": learning_rate}}
+    changes = [f"learning rate {old} -> {learning_rate}"]
+    if estimator is not None:
+        changes.append(f"estimator {config['model'].get('estimator')} -> {estimator}")
+        config["model"]["estimator"] = estimator
+    if num_samples is not None:
+        changes.append(f"num_samples {config['model'].get('num_samples', 1)} -> {num_samples}")
+        config["model"]["num_samples"] = num_samples
+    if select_by is not None and select_by != config.get("select_by", "elbo"):
+        changes.append(f"select_by {config.get('select_by', 'elbo')} -> {select_by}")
+        config["select_by"] = select_by
+        key = None  # the source's best value is of another metric: the new run's first epoch sets its own
     steps = state["updates"] // max(state["epoch"], 1)
     kept = {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
             "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", []),
-            "restored_from": f"{source} (epoch {epoch}, learning rate {old} -> {learning_rate})"}
-    with open(source / "history.csv", newline="") as f:
-        history = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
-    weights = model.get_weights()
-    training.seed_run(run, config, lambda target: target.set_weights(weights), kept, history)
-    print(f"{run}: started from {source} at {_describe(kept)} with learning rate {learning_rate} (was {old})")
+            "restored_from": f"{source} (epoch {epoch}; {', '.join(changes)})"}
+    history = None  # another estimator logs other columns: its history.csv starts afresh (the source keeps the old)
+    if estimator is None or estimator == model.estimator:
+        with open(source / "history.csv", newline="") as f:
+            history = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+    values = {path: variable.numpy() for path, variable in _by_path(model).items()}
+
+    def assign(target):
+        missing = [path for path in _by_path(target) if path not in values]
+        if missing:
+            raise SystemExit(f"{source}: has no weights for {', '.join(missing)} of the new recipe's model")
+        for path, variable in _by_path(target).items():
+            variable.assign(values[path])
+
+    training.seed_run(run, config, assign, kept, history)
+    print(f"{run}: started from {source} at epoch {epoch} ({'; '.join(changes)})")
 
 
 def main(argv=None):
@@ -179,6 +213,9 @@ def main(argv=None):
     p.add_argument("source", type=Path)
     p.add_argument("run", type=Path)
     p.add_argument("--learning-rate", type=float, required=True)
+    p.add_argument("--estimator", help="train on with another estimator (e.g. rws, vimco)")
+    p.add_argument("--num-samples", type=int, help="its samples per example")
+    p.add_argument("--select-by", help="the validation metric that picks the best epoch (e.g. iwae_bound)")
     for p in sub.choices.values():
         p.add_argument("--progress", default=str(PROGRESS), help="the snapshots' folder (default: progress/)")
     args = parser.parse_args(argv)
@@ -197,7 +234,7 @@ def main(argv=None):
     elif args.command == "anneal":
         if (args.run / "config.json").exists():
             raise SystemExit(f"{args.run} exists: give a new run folder")
-        anneal(args.source, args.run, args.learning_rate)
+        anneal(args.source, args.run, args.learning_rate, args.estimator, args.num_samples, args.select_by)
     else:
         for folder in sorted(progress.glob("*/state.json")):
             state = json.loads(folder.read_text())

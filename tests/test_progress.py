@@ -136,6 +136,24 @@ def test_anneal_starts_a_lower_rate_run_from_the_best_epoch(tmp_path):
     with pytest.raises(training.RunError, match="already holds a run"):
         progress.anneal(source, run, 1e-4)
 
+    # Another estimator: the weights go across by name (NVIL's baseline network stays behind), the best epoch is
+    # picked by the new metric, and history.csv starts afresh with the new estimator's columns, so resuming works.
+    other = tmp_path / "rws"
+    progress.anneal(source, other, 1e-4, estimator="rws", num_samples=3, select_by="iwae_bound")
+    started, config = training.load_run(other, "best")
+    assert config["model"]["estimator"] == "rws" and config["select_by"] == "iwae_bound"
+    values = {v.path.split("/", 1)[1] if v.path.startswith(best.name + "/") else v.path: np.asarray(v)
+              for v in best.weights}
+    for v in started.weights:
+        path = v.path.split("/", 1)[1] if v.path.startswith(started.name + "/") else v.path
+        np.testing.assert_array_equal(np.asarray(v), values[path])
+    assert not (other / "history.csv").exists() and "best_val_elbo" not in training.run_state(other)
+    for total in (state["best_epoch"] + 1, state["best_epoch"] + 2):  # a resume reads the history it wrote
+        training.train(None, other, epochs=total, verbose=0)
+    header, *rows = (other / "history.csv").read_text().strip().splitlines()
+    assert "val_iwae_bound" in header.split(",") and len(rows) == 2
+    assert "best_val_iwae_bound" in training.run_state(other)
+
 
 def test_seed_run_checks_state(tmp_path):
     config = tiny_sbn()
