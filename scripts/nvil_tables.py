@@ -1,7 +1,9 @@
 """Writes docs/nvil-tables.md: Mnih & Gregor's (2014) Tables 1 and 2 on binarized MNIST, ours beside the paper's.
 
 Every cell of ours comes from a zoo card (`tfrecog.zoo`): the importance-sampled test log p(x) with its K, n and
-standard error. A cell without a card says so, and, with `--runs DIR`, how far its run folder has trained.
+standard error; a cell without a card from its progress snapshot's scores where they exist (scripts/progress.py
+evaluate: a model trained for the table but short of the paper, so not published), else it says so and, with
+`--runs DIR`, how far its run folder has trained.
 
 Usage: python scripts/nvil_tables.py [--runs ../runs] [--out docs/nvil-tables.md]
 """
@@ -16,6 +18,7 @@ from tfrecog import io, zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards, also when the tfrecog that runs is an installed copy
+PROGRESS = ROOT / "progress"  # scripts/progress.py's snapshots, with the scores of those that are not cards
 
 # Mnih & Gregor 2014, Table 1: test NLL (nats) on binarized MNIST, (NVIL, wake-sleep). Layer sizes bottom first,
 # as in the zoo's names and `latent_sizes`.
@@ -55,6 +58,18 @@ def _training_text(state: dict) -> str:
     return f"epoch {state['epoch']}{best_text}"
 
 
+def snapshot_metrics(name: str, progress: Path | None = None) -> dict | None:
+    """The test scores of the snapshot progress/NAME (scripts/progress.py evaluate), or None where it has none or
+    they scored other weights than the snapshot holds now (the sha256s differ)."""
+    progress = PROGRESS if progress is None else progress
+    try:
+        metrics = json.loads((progress / name / "metrics.json").read_text())
+        state = json.loads((progress / name / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if metrics.get("sha256") == state.get("sha256") else None
+
+
 def cell(cards: dict, name: str, runs: Path | None, budget: bool = False) -> str:
     """Ours for one cell: `-log p(x) ± s.e. (K, n)` from the card, else the state of its run folder. With `budget`,
     the epochs the card was trained for, and the state of a run folder training the card on past them."""
@@ -66,6 +81,15 @@ def cell(cards: dict, name: str, runs: Path | None, budget: bool = False) -> str
         text = (f"**{-ll['value']:.2f}** ± {ll['stderr']:.2f} (K={ll['samples']}, n={ll['num_examples']}{epochs}; "
                 f"`{name}`)")
         if budget and state is not None and state["epoch"] > card["training"]["epochs"]:
+            text += f"; training on: {_training_text(state)}"
+        return text
+    scored = snapshot_metrics(name)
+    if scored is not None:
+        ll = scored["test_log_likelihood"]
+        text = (f"{-ll['value']:.2f} ± {ll['stderr']:.2f} (K={ll['samples']}, n={ll['num_examples']}; "
+                f"{scored['epoch']} epochs; not a card: the snapshot `progress/{name}`, "
+                f"`python scripts/progress.py evaluate {name}`)")
+        if state is not None and state["epoch"] > scored["epoch"]:
             text += f"; training on: {_training_text(state)}"
         return text
     if state is not None:

@@ -4,6 +4,7 @@ Maintainers' tool.
   python scripts/progress.py save NAME [NAME ...] [--runs ../runs] [--min-gain 0.2]
   python scripts/progress.py restore NAME [--runs ../runs]
   python scripts/progress.py list
+  python scripts/progress.py evaluate NAME [--samples 5000] [--data-dir ../shared/data]
   python scripts/progress.py from-zoo NAME [--runs ../runs]
   python scripts/progress.py anneal SOURCE_RUN NEW_RUN --learning-rate LR [--estimator E --num-samples K
                                     --select-by METRIC]
@@ -23,6 +24,11 @@ optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint
 history up to it (a run without validation data: its last weights). It does nothing unless the best validation
 value has risen by more than --min-gain (without validation: the run has gone on) since the snapshot already there.
 Commit progress/ afterwards.
+
+`evaluate` scores a snapshot's weights by importance sampling on the recipe's whole test split (K samples per
+example, seed 0, as `tfrecog evaluate`) and writes progress/NAME/metrics.json, tied to the weights by their sha256:
+the record of a model that is not (yet) a zoo card, e.g. a cell of docs/nvil-tables.md still short of its paper.
+`save` removes it when new weights replace the snapshot.
 
 `restore` (what scripts/train_zoo.sh does when ../runs/NAME does not exist and progress/NAME does) starts the run
 folder again from the snapshot, at its best epoch (tfrecog.training.seed_run: Adam's moments start from zero);
@@ -91,6 +97,7 @@ def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> b
                 writer.writerows(rows)
     io.write_json(target / "config.json", config)
     io.write_json(target / "state.json", snapshot)
+    (target / "metrics.json").unlink(missing_ok=True)  # it scored the weights just replaced
     print(f"{name}: saved {_describe(snapshot)} (trained to epoch {state['epoch']}) to {target}")
     return True
 
@@ -138,6 +145,32 @@ def from_zoo(name: str, runs: Path):
 
     training.seed_run(runs / name, config, assign, state)
     print(f"{runs / name}: started from zoo card {name} at {_describe(state)}")
+
+
+def evaluate(name: str, samples: int, data_dir=None, progress: Path = PROGRESS) -> dict:
+    """Importance-sampled test log p(x) of the snapshot progress/NAME (all of the recipe's test split, K=`samples`,
+    seed 0), written to progress/NAME/metrics.json with the weights' sha256 and epoch. Returns the record."""
+    import tempfile
+
+    from tfrecog import io, training
+
+    source = progress / name
+    state = json.loads((source / "state.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="tfrecog-progress-") as tmp:
+        restore(name, Path(tmp), progress)  # checks the weights' sha256
+        result = training.evaluate_run(Path(tmp) / name, samples=samples, data_dir=data_dir)
+        entry = json.loads((Path(tmp) / name / "metrics.json").read_text())
+    metrics = {
+        "test_log_likelihood": {"value": result.log_likelihood, "stderr": result.stderr, "samples": samples,
+                                "num_examples": result.num_examples, "split": entry[next(iter(entry))]["split"],
+                                "seconds": entry[next(iter(entry))]["seconds"],
+                                "command": f"python scripts/progress.py evaluate {name} --samples {samples}"},
+        "test_elbo": {"value": result.elbo, "stderr": result.elbo_stderr, "samples_per_example": samples},
+        "epoch": state["epoch"], "sha256": state["sha256"], "commit": io.git_commit(),
+    }
+    io.write_json(source / "metrics.json", metrics)
+    print(f"{name}: {result}")
+    return metrics
 
 
 def _by_path(model) -> dict:
@@ -209,6 +242,10 @@ def main(argv=None):
     p = sub.add_parser("from-zoo")
     p.add_argument("name")
     p.add_argument("--runs", default=str(ROOT.parent / "runs"))
+    p = sub.add_parser("evaluate")
+    p.add_argument("name")
+    p.add_argument("--samples", type=int, default=5000)
+    p.add_argument("--data-dir")
     p = sub.add_parser("anneal")
     p.add_argument("source", type=Path)
     p.add_argument("run", type=Path)
@@ -231,6 +268,8 @@ def main(argv=None):
         if (Path(args.runs) / args.name / "config.json").exists():
             raise SystemExit(f"{Path(args.runs) / args.name} exists: nothing to start")
         from_zoo(args.name, Path(args.runs))
+    elif args.command == "evaluate":
+        evaluate(args.name, args.samples, args.data_dir, progress)
     elif args.command == "anneal":
         if (args.run / "config.json").exists():
             raise SystemExit(f"{args.run} exists: give a new run folder")

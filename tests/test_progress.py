@@ -155,6 +155,33 @@ def test_anneal_starts_a_lower_rate_run_from_the_best_epoch(tmp_path):
     assert "best_val_iwae_bound" in training.run_state(other)
 
 
+def test_evaluate_scores_the_snapshot_for_the_nvil_tables(tmp_path, monkeypatch):
+    """progress.py evaluate: the snapshot's weights scored on the whole test split, as `tfrecog evaluate` scores
+    the run they came from; nvil_tables shows the score for a cell without a card, until `save` replaces them."""
+    progress, tables = _script("progress"), _script("nvil_tables")
+    runs, snapshots = tmp_path / "runs", tmp_path / "progress"
+    training.train(tiny_sbn(epochs=2), runs / "sbn-tiny", verbose=0)
+    progress.save("sbn-tiny", runs, 0.0, snapshots)
+    record = progress.evaluate("sbn-tiny", 4, None, snapshots)
+    direct = training.evaluate_run(runs / "sbn-tiny", samples=4, progress=False)
+    ll = record["test_log_likelihood"]
+    assert ll["num_examples"] == direct.num_examples == 1000 and ll["samples"] == 4
+    np.testing.assert_allclose(ll["value"], direct.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(record["test_elbo"]["value"], direct.elbo, rtol=1e-5)
+    assert json.loads((snapshots / "sbn-tiny" / "metrics.json").read_text()) == record
+    monkeypatch.setattr(tables, "PROGRESS", snapshots)
+    text = tables.cell({}, "sbn-tiny", None)
+    expected = f"{-ll['value']:.2f} ± {ll['stderr']:.2f} (K=4, n=1000; {record['epoch']} epochs; not a card"
+    assert text.startswith(expected)
+    # Other weights in the snapshot: the scores are not theirs.
+    state = json.loads((snapshots / "sbn-tiny" / "state.json").read_text())
+    (snapshots / "sbn-tiny" / "state.json").write_text(json.dumps({**state, "sha256": "0" * 64}))
+    assert tables.snapshot_metrics("sbn-tiny") is None and tables.cell({}, "sbn-tiny", None).startswith("no card")
+    training.train(None, runs / "sbn-tiny", epochs=3, verbose=0)
+    progress.save("sbn-tiny", runs, -1e9, snapshots)  # a new snapshot drops the old scores
+    assert not (snapshots / "sbn-tiny" / "metrics.json").exists()
+
+
 def test_seed_run_checks_state(tmp_path):
     config = tiny_sbn()
     config["model"]["event_size"] = 784
