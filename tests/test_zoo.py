@@ -30,11 +30,12 @@ def test_zoo_has_cards_and_every_card_is_complete():
 
 def test_all_weights_together_stay_compact():
     # A budget for the repository (every clone carries the zoo): 60 MB held 17 cards; the two Table 1/2 cards of
-    # issue 28 (sbn-bmnist-200-200-500, sbn-bmnist-200-arq) took it to 60.9 MB. Raised to 70 MB for the cards still
-    # to come (Table 2, wake-sleep); no single card may take more than a sixth of it.
+    # issue 28 (sbn-bmnist-200-200-500, sbn-bmnist-200-arq) took it to 60.9 MB, raised then to 70 MB; Table 2 and the
+    # first wake-sleep card (sbn-bmnist-500-wake-sleep, 3.2 MB) took it to 70.7 MB. Raised to 85 MB for the four
+    # wake-sleep cells still to come (about 14 MB by their layer sizes); no single card may take more than 12 MB.
     sizes = {c["name"]: zoo.weights_path(c).stat().st_size for c in zoo.list(details=True)}
-    assert sum(sizes.values()) < 70e6
-    assert max(sizes.values()) < 70e6 / 6, max(sizes, key=sizes.get)
+    assert sum(sizes.values()) < 85e6
+    assert max(sizes.values()) < 12e6, max(sizes, key=sizes.get)
 
 
 @pytest.mark.parametrize("name", NAMES)
