@@ -70,16 +70,19 @@ def snapshot_metrics(name: str, progress: Path | None = None) -> dict | None:
     return metrics if metrics.get("sha256") == state.get("sha256") else None
 
 
-def cell(cards: dict, name: str, runs: Path | None, budget: bool = False) -> str:
+def cell(cards: dict, name: str, runs: Path | None, budget: bool = False, estimator: str | None = None) -> str:
     """Ours for one cell: `-log p(x) ± s.e. (K, n)` from the card, else the state of its run folder. With `budget`,
-    the epochs the card was trained for, and the state of a run folder training the card on past them."""
+    the epochs the card was trained for, and the state of a run folder training the card on past them. With
+    `estimator` (the column's), a card whose recipe ends with another estimator says so."""
     card = cards.get(name)
     state = _run_state(name, runs)
     if card is not None:
         ll = card["metrics"]["test_log_likelihood"]
         epochs = f"; {card['training']['epochs']} epochs" if budget else ""
+        final = card.get("recipe", {}).get("model", {}).get("estimator", estimator)
+        other = f"; its last stretch by `{final}`, see the card" if estimator and final != estimator else ""
         text = (f"**{-ll['value']:.2f}** ± {ll['stderr']:.2f} (K={ll['samples']}, n={ll['num_examples']}{epochs}; "
-                f"`{name}`)")
+                f"`{name}`{other})")
         if budget and state is not None and state["epoch"] > card["training"]["epochs"]:
             text += f"; training on: {_training_text(state)}"
         return text
@@ -118,8 +121,8 @@ def tables(runs: Path | None) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for family, sizes, nvil, wake_sleep in TABLE_1:
-        ours_nvil = cell(cards, card_name(family, sizes), runs)
-        ours_ws = cell(cards, card_name(family, sizes, "-wake-sleep"), runs)
+        ours_nvil = cell(cards, card_name(family, sizes), runs, estimator="nvil")
+        ours_ws = cell(cards, card_name(family, sizes, "-wake-sleep"), runs, estimator="wake_sleep")
         lines.append(f"| {family.upper() if family == 'sbn' else 'fDARN'} {sizes} | {ours_nvil} | "
                      f"{paper_cell(nvil)} | {ours_ws} | {paper_cell(wake_sleep)} |")
     lines += [

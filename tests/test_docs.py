@@ -81,3 +81,7 @@ def test_nvil_tables_give_every_cell_and_the_budgets_of_table_2(tmp_path, monkey
     assert state["epoch"] == card["training"]["best_epoch"] and expected + " |" in tables.tables(tmp_path)
     monkeypatch.setattr(tables, "_run_state", lambda n, runs: {**state, "epoch": epochs + 5} if n == name else None)
     assert f"{expected}; training on: epoch {epochs + 5}, best validation ELBO" in tables.tables(tmp_path)
+    # A card of the NVIL column whose recipe ends with another estimator says so in its cell.
+    assert "last stretch" not in tables.cell({name: card}, name, None, estimator="nvil")
+    other = {**card, "recipe": {**card["recipe"], "model": {**card["recipe"]["model"], "estimator": "rws"}}}
+    assert "; its last stretch by `rws`, see the card)" in tables.cell({name: other}, name, None, estimator="nvil")
