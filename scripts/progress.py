@@ -60,6 +60,21 @@ def _describe(state: dict) -> str:
     return f"epoch {state['epoch']}" + ("" if key is None else f", {key} {state[key]:.3f}")
 
 
+def _at_best(state: dict, key: str | None) -> dict:
+    """The training state at the run's best epoch (`key`: its best_val_* entry; None: its last epoch), as a
+    snapshot or a run started from it records it: the epoch, the updates up to it, the wall time and commits."""
+    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
+    steps = state["updates"] // max(state["epoch"], 1)
+    return {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
+            "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", [])}
+
+
+def _history_before(run: Path, epoch: int) -> list[dict]:
+    """The rows of run/history.csv for the epochs before `epoch`."""
+    with open(run / "history.csv", newline="") as f:
+        return [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+
+
 def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> bool:
     from tfrecog import io, training
 
@@ -80,15 +95,10 @@ def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> b
     compact.set_weights(model.get_weights())
     target.mkdir(parents=True, exist_ok=True)
     io.save_weights(compact, target / "best.weights.h5")
-    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
-    steps = state["updates"] // max(state["epoch"], 1)
-    snapshot = {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
-                "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", []),
-                **({"trained_by": state["trained_by"]} if "trained_by" in state else {}),
+    snapshot = {**_at_best(state, key), **({"trained_by": state["trained_by"]} if "trained_by" in state else {}),
                 "trained_epochs_when_saved": state["epoch"],
                 "sha256": io.sha256(target / "best.weights.h5"), "source": str(run)}
-    with open(run / "history.csv", newline="") as f:
-        rows = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+    rows = _history_before(run, snapshot["epoch"])
     with io.atomic_path(target / "history.csv") as tmp:
         with open(tmp, "w", newline="") as f:
             if rows:
@@ -190,7 +200,8 @@ def anneal(source: Path, run: Path, learning_rate: float, estimator: str | None 
     state = training.run_state(source)
     key = _best_key(state)
     model, config = training.load_run(source, "best" if key is not None else "last")
-    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
+    best = _at_best(state, key)
+    epoch = best["epoch"]
     old = config["optimizer"].get("config", {}).get("learning_rate")
     if not isinstance(old, (int, float)):
         raise SystemExit(f"{source}: expected a constant learning rate in the recipe's optimizer; got {old!r}")
@@ -206,15 +217,11 @@ def anneal(source: Path, run: Path, learning_rate: float, estimator: str | None 
     if select_by is not None and select_by != config.get("select_by", "elbo"):
         changes.append(f"select_by {config.get('select_by', 'elbo')} -> {select_by}")
         config["select_by"] = select_by
-        key = None  # the source's best value is of another metric: the new run's first epoch sets its own
-    steps = state["updates"] // max(state["epoch"], 1)
-    kept = {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
-            "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", []),
-            "restored_from": f"{source} (epoch {epoch}; {', '.join(changes)})"}
-    history = None  # another estimator logs other columns: its history.csv starts afresh (the source keeps the old)
-    if estimator is None or estimator == model.estimator:
-        with open(source / "history.csv", newline="") as f:
-            history = [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+        # the source's best value is of another metric: the new run's first epoch sets its own
+        best = {k: v for k, v in best.items() if k not in (key, "best_epoch")}
+    kept = {**best, "restored_from": f"{source} (epoch {epoch}; {', '.join(changes)})"}
+    # Another estimator logs other columns: its history.csv starts afresh (the source keeps the old).
+    history = _history_before(source, epoch) if estimator is None or estimator == model.estimator else None
     values = {path: variable.numpy() for path, variable in _by_path(model).items()}
 
     def assign(target):
