@@ -36,8 +36,7 @@ def test_zoo_recipe_is_valid_and_trains_what_the_card_describes(name):
 
 def test_experiment_recipes_are_valid_and_apart_from_the_zoo():
     names = recipes.experiment_names()
-    assert {"fdarn-bmnist-200-wake-sleep", "sbn-bmnist-200-200-500-wake-sleep", "vae-bmnist-wake-sleep",
-            "sbn-bmnist-200-200-200-wake-sleep"} <= set(names)
+    assert {"fdarn-bmnist-200-wake-sleep", "sbn-bmnist-200-200-500-wake-sleep", "vae-bmnist-wake-sleep"} <= set(names)
     assert not set(names) & set(ZOO_NAMES)  # one file per name
     for name in names:
         recipe = recipes.read(recipes.experiments_dir() / f"{name}.json")
