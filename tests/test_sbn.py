@@ -16,6 +16,7 @@ from tfrecog._tf import keras, tf, tfd
 from tfrecog.evaluate import log_likelihood
 from tfrecog.models import SBN, BernoulliLayer
 from tfrecog.models.sbn import (
+    _autoregressive_sample,
     bernoulli_log_prob,
     exact_elbo,
     exact_log_joint_table,
@@ -135,6 +136,28 @@ def test_autoregressive_samplers_draw_from_their_distributions():
         tf.random.stateless_uniform([n, 6], [1, 9]), tf.ones([n, 4]))[0].numpy(), 6)
     exact_x = np.exp(model.observation_layer.log_prob(all_binary(6), tf.ones([1, 4])).numpy())
     assert np.all(np.abs(x_freq - exact_x) < 5 * np.sqrt(exact_x * (1 - exact_x) / n) + 1e-4)
+
+
+@pytest.mark.parametrize("units, block, jit", [(40, 16, False), (70, 16, False), (70, 16, True), (300, 64, True)])
+def test_blocked_autoregressive_sampler_is_the_unit_by_unit_recursion(units, block, jit):
+    """h_j = 1[u_j < sigmoid(a_j)], a_j = start_j + sum_{i<j} K_ij h_i, by the plain recursion in float64: the blocked
+    sampler (one block for U <= 4 B; else padded blocks of B) gives the same h for every unit whose noise is not within
+    1e-5 of its probability (float32 summation order); batch dimensions [2, 3] kept."""
+    rng = np.random.default_rng(units)
+    kernel = np.triu(rng.normal(0, 0.5, (units, units)), 1)
+    start = rng.normal(0, 1, (2, 3, units))
+    noise = rng.uniform(size=(2, 3, units))
+    sample = tf.function(lambda u, a, k: _autoregressive_sample(u, a, k, block=block), jit_compile=True) if jit else \
+        (lambda u, a, k: _autoregressive_sample(u, a, k, block=block))
+    h = sample(tf.constant(noise, tf.float32), tf.constant(start, tf.float32), tf.constant(kernel, tf.float32)).numpy()
+    assert h.shape == (2, 3, units)
+    expected, probability = np.zeros_like(noise), np.zeros_like(noise)
+    for j in range(units):
+        probability[..., j] = 1 / (1 + np.exp(-(start[..., j] + expected @ kernel[:, j])))
+        expected[..., j] = noise[..., j] < probability[..., j]
+    differ = h != expected
+    assert np.all(np.abs(noise - probability)[differ] < 1e-5), np.argwhere(differ)[:5]
+    assert differ.sum() <= 1
 
 
 @pytest.mark.parametrize("logits_shape", [(3, 5, 7), (5, 7), (7,)])
