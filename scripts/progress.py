@@ -16,8 +16,8 @@ published at; `scripts/publish_zoo.py ../runs/NAME NAME --version V` then replac
 `anneal` starts the run folder NEW_RUN from SOURCE_RUN's best checkpoint with the recipe's learning rate set to LR
 (Adam's moments start again from zero; history up to the best epoch kept; everything else in the recipe unchanged,
 unless --estimator, --num-samples or --select-by change those too), for the stretch that ends a schedule:
-`tfrecog train --recipe NEW_RUN/config.json --run NEW_RUN --epochs E` trains it, and the card's `stopping` text
-records the schedule.
+`tfrecog train --recipe NEW_RUN/config.json --run NEW_RUN --epochs E` trains it; the card's recipe then records the
+schedule as `stages` (docs/guide.md, "Schedules"), which `tfrecog train --recipe` replays.
 
 `save` writes progress/NAME/ from the run folder ../runs/NAME: its recipe (config.json), its best weights without
 optimizer state (best.weights.h5, with its sha256 in state.json), the checkpoint's state at the best epoch and the
@@ -48,31 +48,17 @@ PROGRESS = ROOT / "progress"
 
 
 def _best_key(state: dict) -> str | None:
-    """The state's `best_val_*` entry, or None for a run without validation data (its snapshot is the last epoch)."""
-    keys = [k for k in state if k.startswith("best_val_")]
-    if len(keys) > 1:
-        raise SystemExit(f"expected one best_val_* entry in the checkpoint state; got {keys}")
-    return keys[0] if keys else None
+    from tfrecog import training
+
+    try:
+        return training.best_key(state)
+    except training.RunError as err:
+        raise SystemExit(str(err)) from None
 
 
 def _describe(state: dict) -> str:
     key = _best_key(state)
     return f"epoch {state['epoch']}" + ("" if key is None else f", {key} {state[key]:.3f}")
-
-
-def _at_best(state: dict, key: str | None) -> dict:
-    """The training state at the run's best epoch (`key`: its best_val_* entry; None: its last epoch), as a
-    snapshot or a run started from it records it: the epoch, the updates up to it, the wall time and commits."""
-    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
-    steps = state["updates"] // max(state["epoch"], 1)
-    return {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
-            "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", [])}
-
-
-def _history_before(run: Path, epoch: int) -> list[dict]:
-    """The rows of run/history.csv for the epochs before `epoch`."""
-    with open(run / "history.csv", newline="") as f:
-        return [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
 
 
 def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> bool:
@@ -95,10 +81,11 @@ def save(name: str, runs: Path, min_gain: float, progress: Path = PROGRESS) -> b
     compact.set_weights(model.get_weights())
     target.mkdir(parents=True, exist_ok=True)
     io.save_weights(compact, target / "best.weights.h5")
-    snapshot = {**_at_best(state, key), **({"trained_by": state["trained_by"]} if "trained_by" in state else {}),
+    snapshot = {**training.state_at_best(state, key),
+                **({"trained_by": state["trained_by"]} if "trained_by" in state else {}),
                 "trained_epochs_when_saved": state["epoch"],
                 "sha256": io.sha256(target / "best.weights.h5"), "source": str(run)}
-    rows = _history_before(run, snapshot["epoch"])
+    rows = training.history_before(run, snapshot["epoch"])
     with io.atomic_path(target / "history.csv") as tmp:
         with open(tmp, "w", newline="") as f:
             if rows:
@@ -183,25 +170,14 @@ def evaluate(name: str, samples: int, data_dir=None, progress: Path = PROGRESS) 
     return metrics
 
 
-def _by_path(model) -> dict:
-    """A model's variables by path, its own name replaced by `model` (two builds of one recipe differ there)."""
-    prefix = model.name + "/"
-    return {("model/" + v.path[len(prefix):]) if v.path.startswith(prefix) else v.path: v for v in model.weights}
-
-
 def anneal(source: Path, run: Path, learning_rate: float, estimator: str | None = None,
            num_samples: int | None = None, select_by: str | None = None):
     """Starts `run` from `source`'s best weights with the learning rate `learning_rate` (and optionally another
-    estimator, its `num_samples` and the validation metric that picks the best epoch). Weights go across by
-    variable path: the new model's variables must all be in the source (an NVIL baseline network the new estimator
-    has no use for is left behind)."""
+    estimator, its `num_samples` and the validation metric that picks the best epoch): `training.continue_run`
+    with the source's recipe so changed (one stage of a schedule, as `tfrecog.recipes` describes)."""
     from tfrecog import training
 
-    state = training.run_state(source)
-    key = _best_key(state)
-    model, config = training.load_run(source, "best" if key is not None else "last")
-    best = _at_best(state, key)
-    epoch = best["epoch"]
+    config = training.read_config(source / "config.json")
     old = config["optimizer"].get("config", {}).get("learning_rate")
     if not isinstance(old, (int, float)):
         raise SystemExit(f"{source}: expected a constant learning rate in the recipe's optimizer; got {old!r}")
@@ -217,22 +193,8 @@ def anneal(source: Path, run: Path, learning_rate: float, estimator: str | None 
     if select_by is not None and select_by != config.get("select_by", "elbo"):
         changes.append(f"select_by {config.get('select_by', 'elbo')} -> {select_by}")
         config["select_by"] = select_by
-        # the source's best value is of another metric: the new run's first epoch sets its own
-        best = {k: v for k, v in best.items() if k not in (key, "best_epoch")}
-    kept = {**best, "restored_from": f"{source} (epoch {epoch}; {', '.join(changes)})"}
-    # Another estimator logs other columns: its history.csv starts afresh (the source keeps the old).
-    history = _history_before(source, epoch) if estimator is None or estimator == model.estimator else None
-    values = {path: variable.numpy() for path, variable in _by_path(model).items()}
-
-    def assign(target):
-        missing = [path for path in _by_path(target) if path not in values]
-        if missing:
-            raise SystemExit(f"{source}: has no weights for {', '.join(missing)} of the new recipe's model")
-        for path, variable in _by_path(target).items():
-            variable.assign(values[path])
-
-    training.seed_run(run, config, assign, kept, history)
-    print(f"{run}: started from {source} at epoch {epoch} ({'; '.join(changes)})")
+    kept = training.continue_run(source, run, config, note=", ".join(changes))
+    print(f"{run}: started from {source} at epoch {kept['epoch']} ({'; '.join(changes)})")
 
 
 def main(argv=None):

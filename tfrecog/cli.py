@@ -187,7 +187,12 @@ def _train_recipe(args):
     config = zoo.find_recipe(args.recipe)
     run = Path(args.run)
     progress = _progress(args)
-    if (run / "config.json").exists():
+    if config.get("stages"):
+        # A schedule: its stages into RUN/stages/K and the last into RUN, each resumed where it stopped; --epochs
+        # moves the last stage's stop.
+        training.train_schedule(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds,
+                                verbose=progress, strategy=args.strategy, epochs=args.epochs)
+    elif (run / "config.json").exists():
         changed = recipes.diff(training.read_config(run / "config.json"), config)
         if changed:
             raise UsageError(f"run folder {run} holds another recipe than {args.recipe} ({'; '.join(changed)}): "

@@ -19,6 +19,14 @@ The stopping rule is `epochs` (the total number of passes over the training spli
 (a wall-clock budget per call; machine dependent, so the zoo's recipes state the epochs their card reached) and the
 best checkpoint chosen by `select_by` on the validation split (the ELBO by default); `stopping` says in words how
 the original run was stopped.
+
+A schedule is a recipe with `stages`: the stretches trained before the recipe itself, in order, each a JSON object
+with `epochs` (the epoch, counted over the whole schedule, at which the stage stops) and what it changes in the
+recipe: `learning_rate` (the optimizer's), `estimator`, `num_samples`, `select_by`. Each stage after the first
+starts from the previous stage's best checkpoint (epochs go on from there; Adam's moments start again from zero;
+weights go across by variable path, so a baseline network the next estimator has no use for is left behind), and
+the recipe's own settings make the last stage, up to `epochs`. `stage_recipes(recipe)` gives the single-stage
+recipes; `tfrecog.training.train_schedule` trains them (`tfrecog train --recipe`, `tfrecog zoo reproduce`).
 """
 
 from __future__ import annotations
@@ -34,8 +42,8 @@ from tfrecog import checks, estimators, models
 from tfrecog import data as data_lib
 from tfrecog.models.base import LIKELIHOODS
 
-__all__ = ["RecipeError", "SCHEMA", "REQUIRED", "BINARIZATIONS", "validate", "read", "diff", "experiments_dir",
-           "experiment_names", "model_arguments"]
+__all__ = ["RecipeError", "SCHEMA", "REQUIRED", "BINARIZATIONS", "STAGE_KEYS", "validate", "read", "diff",
+           "stage_recipes", "experiments_dir", "experiment_names", "model_arguments"]
 
 BINARIZATIONS = ("static", "dynamic", "threshold")
 
@@ -86,6 +94,16 @@ SCHEMA = {
     "max_seconds": (_optional(_number(0, strict=True)), "a wall-clock budget per call (null: none)"),
     "select_by": (_TEXT, "the validation metric (higher is better) of the best checkpoint"),
     "stopping": (_TEXT, "how the original run was stopped, in words"),
+    "stages": ((lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of stage objects"),
+               "the stretches trained before this recipe, in order (a schedule)"),
+}
+# The keys of a stage: what it changes in the recipe, and the epoch at which it stops.
+STAGE_KEYS = {
+    "epochs": (_integer(1), "the epoch (over the whole schedule) at which the stage stops"),
+    "learning_rate": (_number(0, strict=True), "the optimizer's learning rate during the stage"),
+    "estimator": (_TEXT, "the estimator during the stage"),
+    "num_samples": (_integer(1), "the estimator's samples per example during the stage"),
+    "select_by": (_TEXT, "the validation metric of the stage's best checkpoint (the next stage starts there)"),
 }
 REQUIRED = ("family", "model", "dataset", "train_split", "test_split", "optimizer", "batch_size", "epochs")
 _OPTIMIZER_KEYS = ("class_name", "config")
@@ -210,7 +228,56 @@ def validate(recipe, where: str = "recipe") -> dict:
         raise _fail(where, "model.event_size", f"{spec.event_size} (the features of {spec.name})",
                     model["event_size"])
     checks.integer(recipe["epochs"], "epochs", 1, checks.LIMITS["epochs"])  # an upper bound too
+    if "stages" in recipe:
+        _check_stages(recipe, where)
     return copy.deepcopy(recipe)
+
+
+def _check_stages(recipe: dict, where: str) -> None:
+    """Each stage an object of `STAGE_KEYS` with its `epochs`, the stops strictly increasing and before the recipe's
+    own `epochs`, and the single-stage recipe it makes valid."""
+    previous = 0
+    for i, stage in enumerate(recipe["stages"]):
+        at = f"stages[{i}]"
+        if not isinstance(stage, dict):
+            raise _fail(where, at, f"a JSON object with keys among {', '.join(STAGE_KEYS)}", stage)
+        _unknown(where, f"{at}.", stage, STAGE_KEYS)
+        if "epochs" not in stage:
+            raise RecipeError(f"{where}: missing key '{at}.epochs' (the epoch at which the stage stops)")
+        for key, value in stage.items():
+            ok, allowed = STAGE_KEYS[key][0]
+            if not ok(value):
+                raise _fail(where, f"{at}.{key}", allowed, value)
+        if not previous < stage["epochs"] < recipe["epochs"]:
+            raise _fail(where, f"{at}.epochs", f"an epoch after {previous} (the stage before) and before the recipe's "
+                        f"epochs ({recipe['epochs']})", stage["epochs"])
+        previous = stage["epochs"]
+    for i, stage in enumerate(stage_recipes(recipe, checked=False)[:-1]):
+        validate(stage, f"{where} (the recipe of stages[{i}])")
+
+
+def stage_recipes(recipe: dict, checked: bool = True) -> list[dict]:
+    """The single-stage recipes of a schedule, in order: each stage's changes applied to the recipe (without
+    `stages`, `epochs` = the stage's stop), then the recipe itself; [recipe] when it has no stages."""
+    if checked:
+        recipe = validate(recipe)
+    final = {k: copy.deepcopy(v) for k, v in recipe.items() if k != "stages"}
+    out = []
+    for stage in recipe.get("stages", []):
+        config = copy.deepcopy(final)
+        config["epochs"] = stage["epochs"]
+        if "learning_rate" in stage:
+            optimizer = config["optimizer"]
+            config["optimizer"] = {**optimizer, "config": {**optimizer.get("config", {}),
+                                                           "learning_rate": stage["learning_rate"]}}
+        for key in ("estimator", "num_samples"):
+            if key in stage:
+                config["model"][key] = stage[key]
+        if "select_by" in stage:
+            config["select_by"] = stage["select_by"]
+        config.pop("stopping", None)
+        out.append(config)
+    return out + [final]
 
 
 def read(path) -> dict:

@@ -8,6 +8,7 @@ folder resumes from its last good checkpoint.
 from __future__ import annotations
 
 import copy
+import csv
 import difflib
 import json
 import math
@@ -23,8 +24,8 @@ from tfrecog import checkpoints, checks, distribute, io, models, recipes
 from tfrecog import data as data_lib
 from tfrecog._tf import keras, tf
 
-__all__ = ["RunError", "build_model", "compile_for_recipe", "default_config", "evaluate_run", "evaluation_data",
-           "load_run", "read_config", "run_state", "train"]
+__all__ = ["RunError", "build_model", "compile_for_recipe", "continue_run", "default_config", "evaluate_run",
+           "evaluation_data", "load_run", "read_config", "run_state", "train", "train_schedule"]
 
 
 class RunError(ValueError):
@@ -476,6 +477,120 @@ def seed_run(run_dir, config: dict, assign, state: dict, history: list[dict] | N
     write = lambda path: model.save_weights(str(path))  # noqa: E731
     state = {"wall_seconds": 0.0, **state}
     return checkpoints.publish(run_dir / "checkpoints", state, write, write, None)
+
+
+def best_key(state: dict) -> str | None:
+    """The checkpoint state's `best_val_*` entry, or None for a run without validation data (its last epoch is what
+    it has)."""
+    keys = [k for k in state if k.startswith("best_val_")]
+    if len(keys) > 1:
+        raise RunError(f"expected one best_val_* entry in the checkpoint state; got {keys}")
+    return keys[0] if keys else None
+
+
+def state_at_best(state: dict, key: str | None) -> dict:
+    """The training state at the run's best epoch (`key`: its best_val_* entry; None: its last epoch), as a run
+    started from it records it: the epoch, the updates up to it, the wall time and commits."""
+    epoch = int(state.get("best_epoch") or state["epoch"]) if key is not None else state["epoch"]
+    steps = state["updates"] // max(state["epoch"], 1)
+    return {**({key: state[key], "best_epoch": epoch} if key is not None else {}), "epoch": epoch,
+            "updates": epoch * steps, "wall_seconds": state["wall_seconds"], "commits": state.get("commits", [])}
+
+
+def history_before(run_dir, epoch: int) -> list[dict]:
+    """The rows of run_dir/history.csv for the epochs before `epoch` ([] without a history)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(float(row["epoch"])) < epoch]
+
+
+def variables_by_path(model) -> dict:
+    """A model's variables by path, its own name replaced by `model` (two builds of one recipe differ there)."""
+    prefix = model.name + "/"
+    return {("model/" + v.path[len(prefix):]) if v.path.startswith(prefix) else v.path: v for v in model.weights}
+
+
+def continue_run(source, run_dir, config: dict, note: str = "") -> dict:
+    """Starts the run folder `run_dir` with the recipe `config` from the best checkpoint of the run folder `source`
+    (its last where it has no validation data): the weights go across by variable path (every variable of the new
+    model must be in the source; one the new recipe has no use for, e.g. an NVIL baseline network, stays behind),
+    the epoch count and updates go on from the source's best epoch, Adam's moments start again from zero
+    (`seed_run`), and the history up to that epoch is kept when the estimator is the same (another estimator logs
+    other columns). A new `select_by` drops the source's best value: the new run's first epoch sets its own.
+    Returns the state the new run starts from."""
+    state = run_state(source)
+    key = best_key(state)
+    model, old = load_run(source, "best" if key is not None else "last")
+    config = copy.deepcopy(config)
+    if config["model"].get("event_size") is None:
+        config["model"]["event_size"] = model.event_size  # as `train` records it
+    best = state_at_best(state, key)
+    if config.get("select_by", "elbo") != old.get("select_by", "elbo"):
+        best = {k: v for k, v in best.items() if k not in (key, "best_epoch")}
+    kept = {**best, "restored_from": f"{source} (epoch {best['epoch']}{'; ' + note if note else ''})"}
+    same_estimator = config["model"].get("estimator", model.estimator) == model.estimator
+    history = history_before(source, best["epoch"]) if same_estimator else None
+    values = {path: variable.numpy() for path, variable in variables_by_path(model).items()}
+
+    def assign(target):
+        missing = [path for path in variables_by_path(target) if path not in values]
+        if missing:
+            raise RunError(f"{source}: has no weights for {', '.join(missing)} of the new recipe's model")
+        for path, variable in variables_by_path(target).items():
+            variable.assign(values[path])
+
+    seed_run(run_dir, config, assign, kept, history)
+    return kept
+
+
+def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_seconds: float | None = None,
+                   strategy=None, epochs: int | None = None):
+    """Trains a recipe with `stages` (`tfrecog.recipes`, a schedule) into `run_dir`, or resumes it: stage k < n
+    into run_dir/stages/k, the last (the recipe itself, whose config.json keeps the whole schedule) into run_dir.
+    A stage that has not reached its `epochs` is resumed; the next starts from its best checkpoint
+    (`continue_run`). `max_seconds` bounds the whole call; when it runs out the same call resumes where it
+    stopped. `epochs` replaces the recipe's own stop (the last stage's). A recipe without stages is `train(config,
+    run_dir)`. Returns what the last stage's `train` returned, or None when the budget ran out before the last
+    stage."""
+    if epochs is not None:
+        config = {**config, "epochs": epochs}
+    stages = recipes.stage_recipes(config)
+    if len(stages) == 1:
+        return train(config, run_dir, data_dir, verbose, max_seconds=max_seconds, strategy=strategy)
+    strategy = strategy or tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise RunError("a recipe with stages trains in one process (its stages hand over through the run folder): "
+                       "expected --strategy default or mirrored")
+    run_dir = Path(run_dir)
+    folders = [run_dir / "stages" / str(k) for k in range(1, len(stages))] + [run_dir]
+    stages[-1] = copy.deepcopy(config)  # the last stage's config.json records the whole schedule
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    source, result = None, None
+    for k, (stage, folder) in enumerate(zip(stages, folders), 1):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if left == 0.0:
+            return None
+        if (folder / "config.json").exists():
+            differ = recipes.diff(read_config(folder / "config.json"), stage)
+            if differ:
+                raise RunError(f"{folder} holds another recipe than stage {k} of the schedule ({'; '.join(differ)}): "
+                               "train the schedule into a new run folder")
+            if k == len(stages) or run_state(folder)["epoch"] < stage["epochs"]:  # the last returns the model
+                result = train(None, folder, data_dir, verbose, epochs=stage["epochs"], max_seconds=left,
+                               strategy=strategy)
+        elif source is None:
+            result = train(stage, folder, data_dir, verbose, max_seconds=left, strategy=strategy)
+        else:
+            changes = recipes.diff(read_config(source / "config.json"), stage, recipes.IGNORED_BY_DIFF + ("stages",))
+            continue_run(source, folder, stage, note=f"stage {k} of {len(stages)}: {'; '.join(changes)}")
+            result = train(None, folder, data_dir, verbose, epochs=stage["epochs"], max_seconds=left,
+                           strategy=strategy)
+        if run_state(folder)["epoch"] < stage["epochs"]:
+            return None  # the budget ran out inside this stage
+        source = folder
+    return result
 
 
 def run_state(run_dir) -> dict:

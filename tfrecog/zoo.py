@@ -331,12 +331,14 @@ def verify(name: str, metrics: bool = False, data_dir=None, z: float = CHECK_Z, 
 
 
 def reproduce(name: str, run_dir=None, data_dir=None, max_seconds=None, samples: int | None = None):
-    """Trains the entry's recipe (`recipe(name)`: the card's model and its stopping rule) from scratch into `run_dir`
-    (resuming if it exists) and evaluates it."""
+    """Trains the entry's recipe (`recipe(name)`: the card's model and its stopping rule, or its schedule of stages)
+    from scratch into `run_dir` (resuming if it exists) and evaluates it."""
     card = info(name)
     run_dir = Path(run_dir or f"runs/reproduce-{name}")
     config = recipe(name)
-    if (run_dir / "config.json").exists():  # resume: the same recipe (but for epochs and max_seconds), or refuse
+    if config.get("stages"):  # a schedule: each stage resumes where it stopped (`training.train_schedule`)
+        training.train_schedule(config, run_dir, data_dir=data_dir, max_seconds=max_seconds)
+    elif (run_dir / "config.json").exists():  # resume: the same recipe (but for epochs and max_seconds), or refuse
         changed = recipes.diff(training.read_config(run_dir / "config.json"), config)
         if changed:
             raise ZooError(f"run folder {run_dir} holds another recipe than zoo model {name!r} ({'; '.join(changed)})"
