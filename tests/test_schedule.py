@@ -131,11 +131,16 @@ def test_schedule_refuses_a_stage_folder_of_another_recipe(tmp_path):
         training.train_schedule(config, run, verbose=0)
 
 
-def test_cli_trains_a_schedule_and_resumes_it(tmp_path):
+def test_cli_trains_a_schedule_and_resumes_it(tmp_path, capsys):
     recipe = tmp_path / "schedule.json"
     recipe.write_text(json.dumps(schedule()))
     run = tmp_path / "run"
     argv = ["train", "--recipe", str(recipe), "--run", str(run), "--verbose", "0"]
+    # A budget that ends inside the first stage: the command says where it stopped and the same command resumes.
+    assert cli.main(argv + ["--max-seconds", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert f"the schedule stopped in {run / 'stages' / '1'} (stage 1 of 3)" in out
+    assert (run / "stages" / "1" / "curves.png").exists() and not (run / "config.json").exists()
     assert cli.main(argv) == 0
     assert _state(run / "stages" / "1")["epoch"] == 2 and _state(run)["epoch"] == 4
     assert cli.main(argv + ["--epochs", "5"]) == 0

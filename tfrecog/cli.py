@@ -168,7 +168,8 @@ def _finish(run: Path, strategy):
     from tfrecog import distribute, plots
 
     if distribute.is_chief(strategy):
-        plots.learning_curves(run / "history.csv", run / "curves.png")
+        if (run / "history.csv").exists():  # a stage started from another estimator's weights may not have one yet
+            plots.learning_curves(run / "history.csv", run / "curves.png")
         print(f"run folder: {run}")
     else:
         print(f"worker done: the chief wrote the run folder {run}")
@@ -192,6 +193,11 @@ def _train_recipe(args):
         # moves the last stage's stop.
         training.train_schedule(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds,
                                 verbose=progress, strategy=args.strategy, epochs=args.epochs)
+        stage = training.current_stage(run)
+        if stage != run:
+            print(f"the schedule stopped in {stage} (stage {stage.name} of {len(config['stages']) + 1}): the same "
+                  "command resumes it")
+        return _finish(stage, args.strategy)
     elif (run / "config.json").exists():
         changed = recipes.diff(training.read_config(run / "config.json"), config)
         if changed:

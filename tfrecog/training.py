@@ -593,6 +593,15 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
     return result
 
 
+def current_stage(run_dir) -> Path:
+    """The folder of a schedule's stage in training: `run_dir` once its last stage has started (or for a run
+    without stages), else the latest `run_dir/stages/K` with a recipe."""
+    run_dir = Path(run_dir)
+    started = sorted((int(p.parent.name), p.parent) for p in run_dir.glob("stages/*/config.json")
+                     if p.parent.name.isdigit())
+    return run_dir if (run_dir / "config.json").exists() or not started else started[-1][1]
+
+
 def run_state(run_dir) -> dict:
     """The training state (epoch, updates, wall_seconds, best_val_*, commits) of a run folder's newest good
     checkpoint."""
