@@ -129,6 +129,13 @@ def test_schedule_refuses_a_stage_folder_of_another_recipe(tmp_path):
     training.train(recipes.stage_recipes(schedule(batch_size=50))[0], run / "stages" / "1", verbose=0)
     with pytest.raises(training.RunError, match=r"stages/1 holds another recipe than stage 1 .*batch_size"):
         training.train_schedule(config, run, verbose=0)
+    # A run folder that holds a single-stage run (an older recipe of the same card) is refused before any stage
+    # trains into it.
+    other = tmp_path / "old"
+    training.train(recipes.stage_recipes(config)[0], other, verbose=0)
+    with pytest.raises(training.RunError, match=r"old holds another recipe than stage 3 of the schedule"):
+        training.train_schedule(config, other, verbose=0)
+    assert not (other / "stages").exists()
 
 
 def test_cli_trains_a_schedule_and_resumes_it(tmp_path, capsys):

@@ -566,6 +566,12 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
     run_dir = Path(run_dir)
     folders = [run_dir / "stages" / str(k) for k in range(1, len(stages))] + [run_dir]
     stages[-1] = copy.deepcopy(config)  # the last stage's config.json records the whole schedule
+    for k, (stage, folder) in enumerate(zip(stages, folders), 1):  # every folder checked before any training
+        if (folder / "config.json").exists():
+            differ = recipes.diff(read_config(folder / "config.json"), stage)
+            if differ:
+                raise RunError(f"{folder} holds another recipe than stage {k} of the schedule ({'; '.join(differ)}): "
+                               "train the schedule into a new run folder")
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     source, result = None, None
     for k, (stage, folder) in enumerate(zip(stages, folders), 1):
@@ -573,10 +579,6 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
         if left == 0.0:
             return None
         if (folder / "config.json").exists():
-            differ = recipes.diff(read_config(folder / "config.json"), stage)
-            if differ:
-                raise RunError(f"{folder} holds another recipe than stage {k} of the schedule ({'; '.join(differ)}): "
-                               "train the schedule into a new run folder")
             if k == len(stages) or run_state(folder)["epoch"] < stage["epochs"]:  # the last returns the model
                 result = train(None, folder, data_dir, verbose, epochs=stage["epochs"], max_seconds=left,
                                strategy=strategy)
