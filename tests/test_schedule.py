@@ -105,6 +105,17 @@ def _started_at(run):
     return int(text.split("(epoch ")[1].split(";")[0])
 
 
+def test_a_last_stage_started_elsewhere_resumes_without_the_earlier_stages(tmp_path):
+    """A run folder whose last stage was seeded directly (e.g. `scripts/progress.py from-zoo` with a card whose recipe
+    is a schedule) trains on from there: the stages before it do not run."""
+    config = schedule()
+    run = tmp_path / "run"
+    training.train(recipes.stage_recipes(config)[0], tmp_path / "elsewhere", verbose=0)
+    training.continue_run(tmp_path / "elsewhere", run, config)
+    _, state = training.train_schedule(config, run, verbose=0)
+    assert state["epoch"] == 4 and not (run / "stages").exists()
+
+
 def test_schedule_weights_go_across_exactly(tmp_path):
     """A stage's starting weights are its predecessor's best, variable by variable (a time budget of 0 seconds
     for the last stage's own training leaves them as they were handed over)."""

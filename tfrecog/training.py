@@ -549,8 +549,8 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
                    strategy=None, epochs: int | None = None):
     """Trains a recipe with `stages` (`tfrecog.recipes`, a schedule) into `run_dir`, or resumes it: stage k < n
     into run_dir/stages/k, the last (the recipe itself, whose config.json keeps the whole schedule) into run_dir.
-    A stage that has not reached its `epochs` is resumed; the next starts from its best checkpoint
-    (`continue_run`). `max_seconds` bounds the whole call; when it runs out the same call resumes where it
+    The latest stage that has begun resumes until its `epochs` (the stages before it are done); the next starts
+    from its best checkpoint (`continue_run`). `max_seconds` bounds the whole call; when it runs out the same call resumes where it
     stopped. `epochs` replaces the recipe's own stop (the last stage's). A recipe without stages is `train(config,
     run_dir)`. Returns what the last stage's `train` returned, or None when the budget ran out before the last
     stage."""
@@ -572,9 +572,15 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
             if differ:
                 raise RunError(f"{folder} holds another recipe than stage {k} of the schedule ({'; '.join(differ)}): "
                                "train the schedule into a new run folder")
+    # The latest stage that has started is where the schedule stands (the stages before it handed over already;
+    # a last stage seeded some other way, e.g. from a zoo card, has no earlier stages to run).
+    begun = max([k for k, folder in enumerate(folders, 1) if (folder / "config.json").exists()], default=1)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
-    source, result = None, None
+    source = folders[begun - 2] if begun > 1 else None
+    result = None
     for k, (stage, folder) in enumerate(zip(stages, folders), 1):
+        if k < begun:
+            continue
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         if left == 0.0:
             return None
