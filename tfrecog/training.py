@@ -550,10 +550,10 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
     """Trains a recipe with `stages` (`tfrecog.recipes`, a schedule) into `run_dir`, or resumes it: stage k < n
     into run_dir/stages/k, the last (the recipe itself, whose config.json keeps the whole schedule) into run_dir.
     The latest stage that has begun resumes until its `epochs` (the stages before it are done); the next starts
-    from its best checkpoint (`continue_run`). `max_seconds` bounds the whole call; when it runs out the same call resumes where it
-    stopped. `epochs` replaces the recipe's own stop (the last stage's). A recipe without stages is `train(config,
-    run_dir)`. Returns what the last stage's `train` returned, or None when the budget ran out before the last
-    stage."""
+    from its best checkpoint (`continue_run`). `max_seconds` bounds the whole call; when it runs out the same call
+    resumes where it stopped. `epochs` replaces the recipe's own stop (the last stage's). A recipe without stages
+    is `train(config, run_dir)`. Returns what the last stage's `train` returned, or None when the budget ran out
+    before the last stage."""
     if epochs is not None:
         config = {**config, "epochs": epochs}
     stages = recipes.stage_recipes(config)
