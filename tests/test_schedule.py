@@ -116,6 +116,24 @@ def test_a_last_stage_started_elsewhere_resumes_without_the_earlier_stages(tmp_p
     assert state["epoch"] == 4 and not (run / "stages").exists()
 
 
+def test_schedule_resumes_after_a_kill_at_a_stage_boundary(tmp_path):
+    """Killed after stage 1 wrote its recipe but before its first checkpoint, and killed while stage 2 was being
+    seeded (its checkpoint written, its recipe not yet): the same call trains both stages as if nothing happened."""
+    config = schedule()
+    del config["stages"][1]
+    run = tmp_path / "run"
+    first = recipes.stage_recipes(config)[0]
+    (run / "stages" / "1").mkdir(parents=True)
+    io.write_json(run / "stages" / "1" / "config.json", first)
+    assert training.train_schedule(config, run, verbose=0, max_seconds=0.01) is None
+    assert training.run_state(run / "stages" / "1")["epoch"] >= 1
+    training.train_schedule(config, run, verbose=0)
+    (run / "config.json").unlink()  # as a kill between the checkpoint and the recipe of the seeded stage leaves it
+    state = training.run_state(run)
+    _, again = training.train_schedule(config, run, verbose=0)
+    assert again["epoch"] == 4 and state["restored_from"] == training.run_state(run)["restored_from"]
+
+
 def test_schedule_weights_go_across_exactly(tmp_path):
     """A stage's starting weights are its predecessor's best, variable by variable (a time budget of 0 seconds
     for the last stage's own training leaves them as they were handed over)."""

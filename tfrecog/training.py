@@ -468,7 +468,6 @@ def seed_run(run_dir, config: dict, assign, state: dict, history: list[dict] | N
                         getattr(model, "baseline_variables", model.trainable_variables))
     model.optimizer.iterations.assign(state["updates"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(run_dir / "config.json", config)
     if history:
         columns = list(history[0])
         with io.atomic_path(run_dir / "history.csv") as tmp:
@@ -476,7 +475,10 @@ def seed_run(run_dir, config: dict, assign, state: dict, history: list[dict] | N
                 ",".join(str(row.get(c, "")) for c in columns) + "\n" for row in history))
     write = lambda path: model.save_weights(str(path))  # noqa: E731
     state = {"wall_seconds": 0.0, **state}
-    return checkpoints.publish(run_dir / "checkpoints", state, write, write, None)
+    checkpoint = checkpoints.publish(run_dir / "checkpoints", state, write, write, None)
+    # The recipe last: a folder killed before this line holds no run yet, and seeding it again is safe.
+    io.write_json(run_dir / "config.json", config)
+    return checkpoint
 
 
 def best_key(state: dict) -> str | None:
@@ -585,7 +587,7 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
         if left == 0.0:
             return None
         if (folder / "config.json").exists():
-            if k == len(stages) or run_state(folder)["epoch"] < stage["epochs"]:  # the last returns the model
+            if k == len(stages) or _epoch_reached(folder) < stage["epochs"]:  # the last returns the model
                 result = train(None, folder, data_dir, verbose, epochs=stage["epochs"], max_seconds=left,
                                strategy=strategy)
         elif source is None:
@@ -595,10 +597,16 @@ def train_schedule(config: dict, run_dir, data_dir=None, verbose="auto", max_sec
             continue_run(source, folder, stage, note=f"stage {k} of {len(stages)}: {'; '.join(changes)}")
             result = train(None, folder, data_dir, verbose, epochs=stage["epochs"], max_seconds=left,
                            strategy=strategy)
-        if run_state(folder)["epoch"] < stage["epochs"]:
+        if _epoch_reached(folder) < stage["epochs"]:
             return None  # the budget ran out inside this stage
         source = folder
     return result
+
+
+def _epoch_reached(run_dir) -> int:
+    """The epoch of a run folder's newest good checkpoint; 0 before its first."""
+    checkpoint = checkpoints.latest(Path(run_dir) / "checkpoints")
+    return 0 if checkpoint is None else int(checkpoint.state["epoch"])
 
 
 def current_stage(run_dir) -> Path:
