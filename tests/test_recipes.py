@@ -36,7 +36,7 @@ def test_zoo_recipe_is_valid_and_trains_what_the_card_describes(name):
 
 def test_experiment_recipes_are_valid_and_apart_from_the_zoo():
     names = recipes.experiment_names()
-    assert {"fdarn-bmnist-200-wake-sleep", "sbn-bmnist-200-200-500-wake-sleep", "vae-bmnist-wake-sleep"} <= set(names)
+    assert {"vae-bmnist-wake-sleep", "dlgm-bmnist-rank1-v1"} <= set(names)
     assert not set(names) & set(ZOO_NAMES)  # one file per name
     for name in names:
         recipe = recipes.read(recipes.experiments_dir() / f"{name}.json")
@@ -182,7 +182,7 @@ def _fake_tfrecog(tmp_path):
 
 
 @pytest.mark.parametrize("name, where", [("vae-bmnist", "zoo/recipes"),
-                                         ("fdarn-bmnist-200-wake-sleep", "recipes")])
+                                         ("vae-bmnist-wake-sleep", "recipes")])
 def test_train_zoo_sh_trains_the_recipe_file_into_runs_name(name, where, tmp_path):
     env = _fake_tfrecog(tmp_path)
     done = subprocess.run(["bash", "scripts/train_zoo.sh", name, "--max-seconds", "60"], cwd=REPO, env=env,

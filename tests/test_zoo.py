@@ -32,9 +32,11 @@ def test_all_weights_together_stay_compact():
     # A budget for the repository (every clone carries the zoo): 60 MB held 17 cards; the two Table 1/2 cards of
     # issue 28 (sbn-bmnist-200-200-500, sbn-bmnist-200-arq) took it to 60.9 MB, raised then to 70 MB; Table 2 and the
     # first wake-sleep card (sbn-bmnist-500-wake-sleep, 3.2 MB) took it to 70.7 MB. Raised to 85 MB for the four
-    # wake-sleep cells still to come (about 14 MB by their layer sizes); no single card may take more than 12 MB.
+    # wake-sleep cells still to come; they took 14.6 MB (85.3 MB in all, 26 cards), and with them Mnih & Gregor's
+    # Tables 1 and 2 are complete: 90 MB now, and a new card beyond that needs a weights source other than the
+    # repository (TFRECOG_ZOO_URL). No single card may take more than 12 MB.
     sizes = {c["name"]: zoo.weights_path(c).stat().st_size for c in zoo.list(details=True)}
-    assert sum(sizes.values()) < 85e6
+    assert sum(sizes.values()) < 90e6
     assert max(sizes.values()) < 12e6, max(sizes, key=sizes.get)
 
 
