@@ -18,7 +18,7 @@ STAGES = [
 def schedule(**overrides):
     """A tiny SBN: NVIL at 1e-3 to epoch 2, at 3e-4 to epoch 3, then RWS (K=2, picked by the K-sample bound) at
     1e-4 to epoch 4. mnist5k has no validation split: its test split stands in, so that `best` is tracked."""
-    settings = {"model": {"latent_sizes": [6], "estimator": "rws", "num_samples": 2}, "epochs": 4,
+    settings = {"model": {"latent_sizes": [6], "estimator": "rws", "num_samples": 2}, "epochs": 4, "batch_size": 500,
                 "checkpoint_every_seconds": 0, "jit_compile": False, "valid_split": "test",
                 "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-4}}, "select_by": "iwae_bound",
                 **overrides}
@@ -155,8 +155,8 @@ def test_schedule_weights_go_across_exactly(tmp_path):
 def test_schedule_refuses_a_stage_folder_of_another_recipe(tmp_path):
     config = schedule()
     run = tmp_path / "run"
-    training.train(recipes.stage_recipes(schedule(batch_size=50))[0], run / "stages" / "1", verbose=0)
-    with pytest.raises(training.RunError, match=r"stages/1 holds another recipe than stage 1 .*batch_size"):
+    training.train(recipes.stage_recipes(schedule(batch_size=250))[0], run / "stages" / "1", verbose=0)
+    with pytest.raises(training.RunError, match=r"stages/1 holds another recipe than stage 1 .*batch_size: 250 -> 500"):
         training.train_schedule(config, run, verbose=0)
     # A run folder that holds a single-stage run (an older recipe of the same card) is refused before any stage
     # trains into it.
