@@ -15,16 +15,21 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import REPO, RESULTS_DIR
+from bench.common import BATCH_SIZE, REPO, RESULTS_DIR
 
 CONFIGURATIONS = [
     ("one device (fused, default strategy)", "default", 1),
     ("MirroredStrategy, 1 replica", "mirrored1", 1),
+    # Diagnostics of the 1-replica row (not configurations a user runs): the same loop without the optimizer step
+    # (each update's XLA gradient only), and the loop alone (no gradient, no step).
+    ("MirroredStrategy, 1 replica, gradient only (diagnostic: no optimizer step)", "mirrored1-gradient", 1),
+    ("MirroredStrategy, 1 replica, loop only (diagnostic: no gradient, no step)", "mirrored1-loop", 1),
     ("MirroredStrategy, 2 replicas (2 logical CPUs)", "mirrored2", 1),
     ("MultiWorkerMirroredStrategy, 1 worker process", "multi-worker", 1),
     ("MultiWorkerMirroredStrategy, 2 worker processes (loopback)", "multi-worker", 2),
@@ -45,8 +50,10 @@ def worker(mode: str, epochs: int) -> dict:
 
     if mode == "default":
         strategy = tf.distribute.get_strategy()
-    elif mode == "mirrored1":
+    elif mode.startswith("mirrored1"):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        if mode != "mirrored1":
+            _strip_replica_update(VAE, keep_gradient=mode == "mirrored1-gradient")
     elif mode == "mirrored2":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     else:
@@ -62,8 +69,25 @@ def worker(mode: str, epochs: int) -> dict:
     model.fit(x, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
     updates = int(model.optimizer.iterations.numpy()) - start_updates
+    if mode in ("mirrored1-gradient", "mirrored1-loop"):  # no optimizer step counts them: one per minibatch
+        updates = epochs * -(-len(x) // BATCH_SIZE)
     return {"examples_per_second": updates * BATCH_SIZE / seconds, "updates": updates, "seconds": seconds,
             "replicas": strategy.num_replicas_in_sync}
+
+
+def _strip_replica_update(model_class, keep_gradient: bool):
+    """Replaces the per-replica update of the multi-replica loop (`_replica_train_update`) by its XLA gradient alone
+    (`keep_gradient`), or by nothing at all: what is left is timed, to split the 1-replica row's cost."""
+    from tfrecog._tf import tf as tf_
+
+    def update(self, x):
+        seed = self._step_seed()
+        if keep_gradient:
+            _, logs = self._xla_gradient(x, seed)
+            return logs
+        return {name: tf_.reduce_sum(x) * 0.0 for name in self._metric_trackers}
+
+    model_class._replica_train_update = update
 
 
 def _free_ports(count):
@@ -102,20 +126,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS_DIR / "SCALING.md"))
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every configuration this many times, in turn (A B C ... A B C): the figure is "
+                             "the median, the spread min-max")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.epochs)))
         return
     load_before = os.getloadavg()
+    measured = {label: [] for label, _, _ in CONFIGURATIONS}
+    for round_ in range(args.rounds):
+        for label, mode, processes in CONFIGURATIONS:
+            report = measure(mode, processes, args.epochs)
+            measured[label].append(report)
+            print(f"round {round_ + 1}: {label}: {report['examples_per_second']:.0f} examples/s", flush=True)
     rows = []
-    for label, mode, processes in CONFIGURATIONS:
-        report = measure(mode, processes, args.epochs)
-        rows.append({"configuration": label, "processes": processes, **report})
-        print(f"{label}: {report['examples_per_second']:.0f} examples/s", flush=True)
+    for label, _, processes in CONFIGURATIONS:
+        speeds = sorted(r["examples_per_second"] for r in measured[label])
+        rows.append({"configuration": label, "processes": processes, **measured[label][0],
+                     "examples_per_second": statistics.median(speeds), "min": speeds[0], "max": speeds[-1],
+                     "rounds": speeds})
     load_after = os.getloadavg()
     results = {"rows": rows, "cores": os.cpu_count(), "load_average_before": load_before,
-               "load_average_after": load_after, "epochs": args.epochs,
+               "load_average_after": load_after, "epochs": args.epochs, "rounds": args.rounds,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,17 +158,21 @@ def main(argv=None):
     lines = [
         "# Scaling of fit over tf.distribute",
         "",
-        f"`python -m bench.scaling --epochs {args.epochs}` on {results['date']}: {os.cpu_count()} cores, load average "
-        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (1-minute; other jobs share the machine). "
-        "VAE 784-500-20, minibatch 100 (the global batch, split over the replicas), 50 updates per call, one "
-        f"warm-up epoch then {args.epochs} timed epochs of 5000 examples.",
+        f"`python -m bench.scaling --epochs {args.epochs} --rounds {args.rounds}` on {results['date']}: "
+        f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before and {load_after[0]:.1f} after (1-minute; "
+        "other jobs share the machine). VAE 784-500-20, minibatch 100 (the global batch, split over the replicas), "
+        f"50 updates per call, in fresh processes: one warm-up epoch then {args.epochs} timed epochs of 5000 "
+        f"examples; every configuration measured {args.rounds} time(s), the configurations taking turns; figure: "
+        "the median [min-max] over the rounds, and the median's ms per update.",
         "",
-        "| configuration | processes | replicas | examples/s | vs one device |",
-        "|---|---|---|---|---|",
+        "| configuration | processes | replicas | examples/s | ms per update | vs one device |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
+        speed = row["examples_per_second"]
         lines.append(f"| {row['configuration']} | {row['processes']} | {row['replicas']} | "
-                     f"{row['examples_per_second']:.0f} | {row['examples_per_second'] / base:.2f}x |")
+                     f"{speed:.0f} [{row['min']:.0f}-{row['max']:.0f}] | {1000 * BATCH_SIZE / speed:.2f} | "
+                     f"{speed / base:.2f}x |")
     lines += ["", "Every configuration shares the same cores: on a machine with C cores, R replicas or workers can at "
               "best split the work C ways, and two CPU replicas on two cores compete with each other (and with the "
               "other jobs) for the cores that the one-device path already uses through its thread pools. So no "
