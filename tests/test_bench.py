@@ -106,3 +106,36 @@ def test_dot_flops_are_read_exactly_from_the_compiled_hlo():
 
     with pytest.raises(ValueError, match="while loop"):
         matmul_limit.hlo_dots(looped.experimental_get_compiler_ir(x)(stage="optimized_hlo"))
+
+
+def test_profile_ops_puts_each_compiled_operation_in_its_class():
+    """bench.profile_ops: in a compiled step, the products are 'dot', the generator's work 'random' and what runs in
+    an optimizer's name scope 'optimizer'; profiling the VAE's fused step times each of its 11 products once per
+    update."""
+    from bench import profile_ops
+    from tfrecog._tf import tf
+
+    w = tf.Variable(tf.ones([784, 30]))
+
+    @tf.function(jit_compile=True)
+    def step(x, seed):
+        noise = tf.random.stateless_uniform([16, 30], seed, alg="threefry")
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.tanh(x @ w) * noise)
+        grad = tape.gradient(loss, w)
+        with tf.name_scope("adam"):
+            w.assign_sub(1e-3 * grad / (tf.sqrt(grad * grad) + 1e-7))
+        return loss
+
+    hlo = step.experimental_get_compiler_ir(tf.ones([16, 784]), tf.constant([1, 2]))(stage="optimized_hlo")
+    classes = profile_ops.classify_hlo(hlo)
+    dots = [line for line in hlo.splitlines() if " dot(" in line]
+    assert len(dots) == 2 and all(classes[line.split("=")[0].strip().lstrip("%")] == "dot" for line in dots)
+    assert "random" in classes.values() and "optimizer" in classes.values()
+
+    result = profile_ops.profile("vae", calls=2, steps_per_execution=2, examples=200)
+    dot_ops = {name: op for name, op in result["ops"].items() if op["class"] == "dot"}
+    assert len(dot_ops) == 11 and all(op["per_update"] == 1 for op in dot_ops.values())
+    by_class = profile_ops.summary(result)
+    assert by_class["dot"] > 0 and by_class["optimizer"] > 0 and by_class["total"] == pytest.approx(
+        sum(op["us"] for op in result["ops"].values()))

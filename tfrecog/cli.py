@@ -193,11 +193,10 @@ def _train_recipe(args):
         # moves the last stage's stop.
         training.train_schedule(config, run, data_dir=args.data_dir, max_seconds=args.max_seconds,
                                 verbose=progress, strategy=args.strategy, epochs=args.epochs)
-        stage = training.current_stage(run)
-        if stage != run:
-            print(f"the schedule stopped in {stage} (stage {stage.name} of {len(config['stages']) + 1}): the same "
-                  "command resumes it")
-        return _finish(stage, args.strategy)
+        stopped = training.schedule_stopped(config, run)
+        if stopped:
+            print(stopped)
+        return _finish(training.current_stage(run), args.strategy)
     elif (run / "config.json").exists():
         changed = recipes.diff(training.read_config(run / "config.json"), config)
         if changed:

@@ -618,6 +618,16 @@ def current_stage(run_dir) -> Path:
     return run_dir if (run_dir / "config.json").exists() or not started else started[-1][1]
 
 
+def schedule_stopped(config: dict, run_dir) -> str | None:
+    """None when `run_dir`'s schedule has reached its last stage; else one line saying in which stage it stopped (the
+    budget ran out) and that the same command resumes it."""
+    stage = current_stage(run_dir)
+    if stage == Path(run_dir):
+        return None
+    return (f"the schedule stopped in {stage} (stage {stage.name} of {len(config['stages']) + 1}); the same command "
+            "resumes it")
+
+
 def run_state(run_dir) -> dict:
     """The training state (epoch, updates, wall_seconds, best_val_*, commits) of a run folder's newest good
     checkpoint."""

@@ -338,10 +338,9 @@ def reproduce(name: str, run_dir=None, data_dir=None, max_seconds=None, samples:
     config = recipe(name)
     if config.get("stages"):  # a schedule: each stage resumes where it stopped (`training.train_schedule`)
         training.train_schedule(config, run_dir, data_dir=data_dir, max_seconds=max_seconds)
-        stage = training.current_stage(run_dir)
-        if stage != run_dir:  # the budget ran out before the last stage: nothing of the card's model to score yet
-            print(f"{name}: the schedule stopped in {stage} (stage {stage.name} of {len(config['stages']) + 1}); "
-                  "the same command resumes it")
+        stopped = training.schedule_stopped(config, run_dir)
+        if stopped:  # the budget ran out before the last stage: nothing of the card's model to score yet
+            print(f"{name}: {stopped}")
             return None
     elif (run_dir / "config.json").exists():  # resume: the same recipe (but for epochs and max_seconds), or refuse
         changed = recipes.diff(training.read_config(run_dir / "config.json"), config)
