@@ -14,9 +14,9 @@ event is matched with its instruction in the step's optimised HLO and put in one
 - **copy**: copies XLA inserted (loop-carried weights, layout changes);
 - **other**: everything else (activations, log-densities, their gradients, gathers, reductions).
 
-Times are microseconds per update summed over the threads that ran the events (the profiler adds its own
-overhead, so compare shares, not absolute times, with `fit`). The sum can exceed the update's wall time where
-XLA's runtime runs independent operations concurrently.
+Times are microseconds per update, each operation's self time (less the events nested in it) summed over the
+threads that ran it (the profiler adds its own overhead, so compare shares, not absolute times, with `fit`). The
+sum can exceed the update's wall time where XLA's runtime runs independent operations concurrently.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ def classify_hlo(hlo_text: str) -> dict[str, str]:
     return classes
 
 
-def event_times(logdir: str) -> tuple[dict, dict]:
-    """({event name: total microseconds}, {event name: count}) over the XLA runtime's worker threads and the calling
-    thread, from the profile written into `logdir`."""
+def event_times(logdir: str) -> tuple[dict, dict, dict]:
+    """({event name: total microseconds}, {event name: self microseconds}, {event name: count}) over the host's
+    threads, from the profile written into `logdir`. An event's self time leaves out the events nested in it on its
+    thread (a `call` of a generator holds the fusion that computes its bits, and the runtime's own events)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     paths = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))
@@ -75,17 +76,27 @@ def event_times(logdir: str) -> tuple[dict, dict]:
     space = xplane_pb2.XSpace()
     with open(paths[-1], "rb") as f:
         space.ParseFromString(f.read())
-    totals, counts = collections.Counter(), collections.Counter()
+    totals, selves, counts = collections.Counter(), collections.Counter(), collections.Counter()
     for plane in space.planes:
         if not plane.name.startswith("/host:CPU"):
             continue
         names = {k: v.name for k, v in plane.event_metadata.items()}
         for line in plane.lines:
-            for event in line.events:
+            events = sorted(line.events, key=lambda e: (e.offset_ps, -e.duration_ps))
+            own = [e.duration_ps for e in events]
+            open_events = []  # (end, index) of the events enclosing the current one, innermost last
+            for i, event in enumerate(events):
+                while open_events and open_events[-1][0] <= event.offset_ps:
+                    open_events.pop()
+                if open_events:
+                    own[open_events[-1][1]] -= event.duration_ps
+                open_events.append((event.offset_ps + event.duration_ps, i))
+            for event, self_ps in zip(events, own, strict=True):
                 name = names.get(event.metadata_id, "")
                 totals[name] += event.duration_ps / 1e6
+                selves[name] += self_ps / 1e6
                 counts[name] += 1
-    return dict(totals), dict(counts)
+    return dict(totals), dict(selves), dict(counts)
 
 
 def profile(model_name: str, calls: int = 10, steps_per_execution: int = 50, examples: int = 5000) -> dict:
@@ -114,11 +125,11 @@ def profile(model_name: str, calls: int = 10, steps_per_execution: int = 50, exa
             logs = step(indices)
         [v.numpy() for v in logs.values()]
         tf.profiler.experimental.stop()
-        totals, counts = event_times(logdir)
+        totals, selves, counts = event_times(logdir)
     classes = classify_hlo(hlo)
     updates = calls * steps
     ops = {name: {"us": us / updates, "per_update": counts[name] / updates, "class": classes[name]}
-           for name, us in totals.items() if name in classes}
+           for name, us in selves.items() if name in classes}
     wall = max((us for name, us in totals.items() if name.startswith("__inference_train_step")), default=0.0)
     return {"model": model_name, "updates": updates, "wall_us_per_update": wall / updates, "ops": ops}
 
