@@ -43,6 +43,7 @@ def test_good_metadata_loads_and_runs(tmp_path):
     (json.dumps({"output_names": ["mean"], "input_name": "x", "input_size": 2.5}), "'input_size' must be an integer"),
     (json.dumps({**GOOD, "noise_inputs": {"eps": -1}}), "'noise_inputs'"),
     (json.dumps({**GOOD, "sample_outputs": ["z"]}), "'sample_outputs' must be a list of names among output_names"),
+    (json.dumps({**GOOD, "sample_outputs": ["mean"]}), "'sample_outputs' must be empty where there are no noise"),
     (json.dumps({**GOOD, "input_domain": "ternary"}), "'input_domain' must be one of real, binary"),
     (json.dumps({**GOOD, "kind": 3}), "'kind' must be one of encoder, decoder"),
     (json.dumps({**GOOD, "batch_size": True}), "'batch_size' must be null"),

@@ -244,8 +244,9 @@ KINDS = ("encoder", "decoder")
 def _parse_metadata(text, where: str) -> dict:
     """The tfrecog metadata of an exported file, checked: a JSON object with `output_names` (a non-empty list of
     names), `inputs` {name: size >= 1} (or `input_name` and `input_size`), and where present `noise_inputs`
-    {name: size >= 1}, `sample_outputs` (names among output_names), `input_domain` (one of DOMAINS), `kind` (one of
-    KINDS), `batch_size` (null or >= 1), `preprocessing` (text). Raises InputError saying which key is wrong."""
+    {name: size >= 1}, `sample_outputs` (names among output_names; only with noise_inputs), `input_domain` (one of
+    DOMAINS), `kind` (one of KINDS), `batch_size` (null or >= 1), `preprocessing` (text). Raises InputError saying
+    which key is wrong."""
     expected = "expected the JSON object written by tfrecog.export (re-export the model)"
     try:
         meta = json.loads(text)
@@ -284,6 +285,8 @@ def _parse_metadata(text, where: str) -> dict:
     samples = meta.get("sample_outputs")
     if samples is not None and not (isinstance(samples, list) and all(name(o) and o in outputs for o in samples)):
         raise bad("sample_outputs", "a list of names among output_names")
+    if samples and not meta.get("noise_inputs"):
+        raise bad("sample_outputs", "empty where there are no noise_inputs (a sample is computed from its noise)")
     if meta.get("input_domain") is not None and meta["input_domain"] not in DOMAINS:
         raise bad("input_domain", f"one of {', '.join(DOMAINS)}")
     if meta.get("kind") is not None and meta["kind"] not in KINDS:
