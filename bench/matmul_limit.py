@@ -86,16 +86,9 @@ def merged_by_shared_operand(dots: list[dict]) -> list[dict]:
 
 def train_step_hlo(model_name: str) -> str:
     """The optimised HLO of one tfrecog training update (minibatch of 100) of a bench workload."""
-    from tfrecog._tf import tf
-
     from . import tfrecog_bench as tb
 
-    x = binary_data(BATCH_SIZE, seed=0)
-    model = tb.compiled(tb.MODELS[model_name](), steps_per_execution=1)
-    model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # builds the model and sets fit's fused mode
-    model._resident_data.hold(x)
-    indices = tf.constant(np.arange(BATCH_SIZE, dtype=np.int32).reshape(BATCH_SIZE, 1))
-    step = tf.function(model.train_step, jit_compile=True)
+    _, step, indices = tb.compiled_train_step(model_name, binary_data(BATCH_SIZE, seed=0), steps_per_execution=1)
     return step.experimental_get_compiler_ir(indices)(stage="optimized_hlo")
 
 

@@ -28,7 +28,6 @@ def main(argv=None):
     parser.add_argument("--hlo-dir", default=None)
     args = parser.parse_args(argv)
 
-    from tfrecog._tf import tf
 
     from . import tfrecog_bench as tb
 
@@ -36,11 +35,7 @@ def main(argv=None):
     steps = args.steps_per_execution
     candidates = [tb.training_candidate("fit", args.model, x, steps_per_execution=steps)]
 
-    model = tb.compiled(tb.MODELS[args.model](), steps_per_execution=steps)
-    model.fit(x[: BATCH_SIZE * steps], batch_size=BATCH_SIZE, epochs=1, verbose=0)  # builds, sets the fused mode
-    indices = tf.constant(tf.transpose(tf.reshape(tf.range(BATCH_SIZE * steps), [steps, BATCH_SIZE])))
-    model._resident_data.hold(x[: BATCH_SIZE * steps])
-    step = tf.function(model.train_step, jit_compile=True)
+    _, step, indices = tb.compiled_train_step(args.model, x[: BATCH_SIZE * steps], steps)
     calls_per_epoch = args.examples // (BATCH_SIZE * steps)
 
     def step_only(epochs):

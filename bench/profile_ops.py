@@ -101,20 +101,13 @@ def event_times(logdir: str) -> tuple[dict, dict, dict]:
 
 def profile(model_name: str, calls: int = 10, steps_per_execution: int = 50, examples: int = 5000) -> dict:
     """Microseconds per update of every HLO instruction of the model's fused training step, and their classes."""
-    import numpy as np
-
     from tfrecog._tf import tf
 
     from . import tfrecog_bench as tb
 
     steps = steps_per_execution
     x = binary_data(max(examples, BATCH_SIZE * steps), seed=0)
-    model = tb.compiled(tb.MODELS[model_name](), steps_per_execution=steps)
-    model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # builds, sets the fused mode
-    model._resident_data.hold(x)
-    rows = np.random.default_rng(0).permutation(len(x))[: BATCH_SIZE * steps].astype(np.int32)
-    indices = tf.constant(rows.reshape(steps, BATCH_SIZE).T.copy())
-    step = tf.function(model.train_step, jit_compile=True)
+    _, step, indices = tb.compiled_train_step(model_name, x, steps, shuffle_seed=0)
     hlo = step.experimental_get_compiler_ir(indices)(stage="optimized_hlo")
     for _ in range(3):  # compile and warm up
         logs = step(indices)

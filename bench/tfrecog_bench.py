@@ -54,6 +54,28 @@ def training_candidate(name: str, model_name: str, x, steps_per_execution: int =
                      f"steps_per_execution={steps_per_execution})")
 
 
+def compiled_train_step(model_name: str, x, steps_per_execution: int = 50, shuffle_seed: int | None = None):
+    """A bench model's training step alone, as `fit` runs it: (model, `tf.function(train_step, jit_compile=True)`,
+    int32 row indices [M, S] of one call's S minibatches of M = 100 rows).
+
+    The model is compiled with S = `steps_per_execution`, fitted one epoch on x (which builds it and sets fit's fused
+    mode), and holds x resident as `fit` does; the indices are the first M S rows, in order, or of a permutation seeded
+    by `shuffle_seed`.
+    """
+    import numpy as np
+
+    from tfrecog._tf import tf
+
+    steps = steps_per_execution
+    model = compiled(MODELS[model_name](), steps_per_execution=steps)
+    model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)
+    model._resident_data.hold(x)
+    order = np.arange(len(x)) if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(len(x))
+    rows = order[: BATCH_SIZE * steps].astype(np.int32)
+    indices = tf.constant(rows.reshape(steps, BATCH_SIZE).T.copy())
+    return model, tf.function(model.train_step, jit_compile=True), indices
+
+
 def evaluation_candidate(name: str, model_name: str, x, samples: int, rows_per_chunk: int = ROWS_PER_CHUNK,
                          batch_size: int = BATCH_SIZE, model=None, note: str = ""):
     """A unit is `log_likelihood(model, x, samples=K)` over the test points x (its compiled estimator is cached per

