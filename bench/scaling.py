@@ -1,8 +1,10 @@
 """Scaling of `fit` over tf.distribute: examples/s of the VAE workload (784-500-20, minibatch 100, 50 updates per
 call, random binary MNIST-shaped data) on one device (the single-process fused path), under MirroredStrategy with 1
 and 2 replicas (2 logical CPU devices), and under MultiWorkerMirroredStrategy with 1 and 2 worker processes on
-127.0.0.1. Each configuration runs in fresh processes (logical devices and TF_CONFIG must be set before TensorFlow
-starts): one warm-up epoch (tracing, XLA), then `--epochs` timed epochs of 5000 examples.
+127.0.0.1, with diagnostic rows that split the 1-replica cost (the gradient alone, the loop alone, Keras's own
+optimizer step, glibc's default heap pad). Each configuration runs in fresh processes (logical devices and
+TF_CONFIG must be set before TensorFlow starts): one warm-up epoch (tracing, XLA), then `--epochs` timed epochs of
+5000 examples.
 
 Usage (from the repository root):
   python -m bench.scaling                     # writes bench/results/scaling.json and bench/results/SCALING.md
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -30,6 +33,10 @@ CONFIGURATIONS = [
     # (each update's XLA gradient only), and the loop alone (no gradient, no step).
     ("MirroredStrategy, 1 replica, gradient only (diagnostic: no optimizer step)", "mirrored1-gradient", 1),
     ("MirroredStrategy, 1 replica, loop only (diagnostic: no gradient, no step)", "mirrored1-loop", 1),
+    # What the two measures of tfrecog.distribute give (round 8 of bench/results/SPEED_NOTES.md): the 1-replica row
+    # with Keras's own per-variable optimizer step, and with glibc's default heap pad (TFRECOG_HEAP_TOP_PAD=0).
+    ("MirroredStrategy, 1 replica, Keras's optimizer step (diagnostic)", "mirrored1-keras-step", 1),
+    ("MirroredStrategy, 1 replica, glibc's default heap pad (diagnostic)", "mirrored1-default-heap", 1),
     ("MirroredStrategy, 2 replicas (2 logical CPUs)", "mirrored2", 1),
     ("MultiWorkerMirroredStrategy, 1 worker process", "multi-worker", 1),
     ("MultiWorkerMirroredStrategy, 2 worker processes (loopback)", "multi-worker", 2),
@@ -52,8 +59,10 @@ def worker(mode: str, epochs: int) -> dict:
         strategy = tf.distribute.get_strategy()
     elif mode.startswith("mirrored1"):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-        if mode != "mirrored1":
+        if mode in ("mirrored1-gradient", "mirrored1-loop"):
             _strip_replica_update(VAE, keep_gradient=mode == "mirrored1-gradient")
+        elif mode == "mirrored1-keras-step":
+            distribute.compile_optimizer_step = lambda optimizer: False
     elif mode == "mirrored2":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     else:
@@ -65,14 +74,16 @@ def worker(mode: str, epochs: int) -> dict:
         model.compile(steps_per_execution=50)
     model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # warm-up: tracing and XLA compilation
     start_updates = int(model.optimizer.iterations.numpy())
+    start_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     model.fit(x, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start_faults
     updates = int(model.optimizer.iterations.numpy()) - start_updates
     if mode in ("mirrored1-gradient", "mirrored1-loop"):  # no optimizer step counts them: one per minibatch
         updates = epochs * -(-len(x) // BATCH_SIZE)
     return {"examples_per_second": updates * BATCH_SIZE / seconds, "updates": updates, "seconds": seconds,
-            "replicas": strategy.num_replicas_in_sync}
+            "replicas": strategy.num_replicas_in_sync, "page_faults_per_update": faults / updates}
 
 
 def _strip_replica_update(model_class, keep_gradient: bool):
@@ -104,6 +115,8 @@ def measure(mode: str, processes: int, epochs: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
+    if mode == "mirrored1-default-heap":
+        env["TFRECOG_HEAP_TOP_PAD"] = "0"
     ports = _free_ports(processes)
     running = []
     for index in range(processes):
@@ -146,7 +159,7 @@ def main(argv=None):
         speeds = sorted(r["examples_per_second"] for r in measured[label])
         rows.append({"configuration": label, "processes": processes, **measured[label][0],
                      "examples_per_second": statistics.median(speeds), "min": speeds[0], "max": speeds[-1],
-                     "rounds": speeds})
+                     "rounds": speeds, "faults": [r["page_faults_per_update"] for r in measured[label]]})
     load_after = os.getloadavg()
     results = {"rows": rows, "cores": os.cpu_count(), "load_average_before": load_before,
                "load_average_after": load_after, "epochs": args.epochs, "rounds": args.rounds,
@@ -165,19 +178,22 @@ def main(argv=None):
         f"examples; every configuration measured {args.rounds} time(s), the configurations taking turns; figure: "
         "the median [min-max] over the rounds, and the median's ms per update.",
         "",
-        "| configuration | processes | replicas | examples/s | ms per update | vs one device |",
-        "|---|---|---|---|---|---|",
+        "| configuration | processes | replicas | examples/s | ms per update | vs one device | page faults per "
+        "update |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speed = row["examples_per_second"]
         lines.append(f"| {row['configuration']} | {row['processes']} | {row['replicas']} | "
                      f"{speed:.0f} [{row['min']:.0f}-{row['max']:.0f}] | {1000 * BATCH_SIZE / speed:.2f} | "
-                     f"{speed / base:.2f}x |")
+                     f"{speed / base:.2f}x | {statistics.median(row['faults']):.0f} |")
     lines += ["", "Every configuration shares the same cores: on a machine with C cores, R replicas or workers can at "
               "best split the work C ways, and two CPU replicas on two cores compete with each other (and with the "
               "other jobs) for the cores that the one-device path already uses through its thread pools. So no "
               "speed-up can show here; the rows measure the cost of the distribution machinery (gradient all-reduce "
-              "per update, tf.data splitting, and for workers the gRPC collectives on loopback).", ""]
+              "per update, tf.data splitting, and for workers the gRPC collectives on loopback). Page faults: the "
+              "minor faults of the (chief's) process during the timed epochs, per update (the kernel's count, not "
+              "a timing).", ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

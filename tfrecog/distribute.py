@@ -16,14 +16,22 @@ is the gradient of the mean loss over the global minibatch of M examples, each r
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
 import socket
 import time
 
 from tfrecog._tf import tf
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+
+# glibc's mallopt parameters M_TOP_PAD and M_MMAP_THRESHOLD, the largest threshold glibc accepts on 64-bit systems,
+# and the pad kept under a strategy (TFRECOG_HEAP_TOP_PAD overrides; 0: none).
+_M_TOP_PAD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -2, -3, 32 << 20
+HEAP_TOP_PAD = 64 << 20
+_heap_top_pad_set = None
 
 
 class DistributeError(ValueError):
@@ -230,3 +238,92 @@ def broadcast_from_chief(variables, strategy):
 
     for variable, value in zip(variables, run()):
         variable.assign(tf.cast(value, variable.dtype))
+
+
+def keep_freed_heap(environ=None) -> int | None:
+    """Asks glibc's malloc to keep HEAP_TOP_PAD bytes (64 MiB) of freed memory at the top of each heap instead of
+    handing it back to the system (`mallopt(M_TOP_PAD, pad)`, process-wide, set once); returns the pad set, or None
+    where nothing was changed.
+
+    Under a strategy every update is several TensorFlow operations, and the XLA gradient's outputs (the VAE's: 6 MB
+    per update) are fresh buffers from malloc. Freed, they empty a per-thread heap, which glibc unmaps at once
+    (its default pad is 128 KiB), so the next update maps it again and takes a page fault on every 4 KiB it writes:
+    ~1,100 faults per VAE update, ~560 per DLGM update, a third of the update's time on this project's CPUs
+    (bench/results/SPEED_NOTES.md, round 8). With the pad the pages stay mapped. The memory kept is at most the pad
+    per heap, and only pages a run has already touched. Not done where the user set glibc's own MALLOC_TOP_PAD_ or
+    MALLOC_ARENA_MAX, where TFRECOG_HEAP_TOP_PAD=0, or where the C library is not glibc. The one-device fused path
+    does not need it (its updates stay inside one XLA computation).
+    """
+    global _heap_top_pad_set
+    environ = os.environ if environ is None else environ
+    if _heap_top_pad_set is not None:
+        return _heap_top_pad_set
+    text = environ.get("TFRECOG_HEAP_TOP_PAD", "").strip()
+    try:
+        pad = HEAP_TOP_PAD if not text else int(text)
+    except ValueError:
+        raise DistributeError(f"TFRECOG_HEAP_TOP_PAD={text!r}: expected a number of bytes (0: leave malloc "
+                              "as it is)") from None
+    if pad <= 0 or "MALLOC_TOP_PAD_" in environ or "MALLOC_ARENA_MAX" in environ:
+        return None
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+        done = mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(_MMAP_THRESHOLD_MAX)) == 1 and mallopt(
+            _M_TOP_PAD, ctypes.c_int(min(pad, 2**31 - 1))) == 1
+    except (AttributeError, OSError):
+        return None
+    if not done:
+        return None
+    _heap_top_pad_set = pad
+    return pad
+
+
+def compile_optimizer_step(optimizer) -> bool:
+    """Makes a Keras optimizer's step under a strategy one XLA computation per device instead of a few TensorFlow
+    operations per variable; returns whether it was installed (once per optimizer).
+
+    Keras's TensorFlow optimizer all-reduces the gradients, then (in a cross-replica merge) calls its
+    `_distributed_tf_update_step`, which asks `strategy.extended.update` to run `update_step(g, w, rate)` (Adam:
+    m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, w <- w - rate_t m / (sqrt(v) + eps)) on every device's copy of
+    every variable, each as its own handful of operations. Replaced here on this optimizer instance by one
+    `strategy.extended.update` whose function, on each device, runs the same `update_step` for all the variables in
+    one `tf.function(jit_compile=True)` (one per variable list; called under each device's update context, it
+    resolves every distributed variable to that device's copy): the same arithmetic in fewer launches
+    (bench/results/SPEED_NOTES.md, round 8). Sparse gradients (`tf.IndexedSlices`) and an optimizer without that
+    method keep Keras's own step.
+    """
+    if getattr(optimizer, "_tfrecog_compiled_step", False):
+        return True
+    keras_step = getattr(optimizer, "_distributed_tf_update_step", None)
+    if keras_step is None or not hasattr(optimizer, "update_step"):
+        return False
+    compiled = {}
+
+    def distributed_update_step(distribution, grads_and_vars, learning_rate):
+        grads_and_vars = list(grads_and_vars)
+        if not grads_and_vars or any(isinstance(g, tf.IndexedSlices) for g, _ in grads_and_vars):
+            return keras_step(distribution, grads_and_vars, learning_rate)
+        variables = [v for _, v in grads_and_vars]
+        key = tuple(id(v) for v in variables)
+
+        def on_device(_device_copy, rate, *grads):
+            step = compiled.get(key)
+            if step is None:
+                def step_all(rate, grads):
+                    for grad, variable in zip(grads, variables):
+                        optimizer.update_step(grad, variable, rate)
+                    return tf.constant(True)
+
+                step = compiled[key] = tf.function(step_all, jit_compile=True)
+            return step(rate, list(grads))
+
+        rate = tf.convert_to_tensor(learning_rate)
+        distribution.extended.update(variables[0], on_device, args=(rate, *(g for g, _ in grads_and_vars)),
+                                     group=False)
+
+    optimizer._distributed_tf_update_step = distributed_update_step
+    optimizer._tfrecog_compiled_step = True
+    return True
+

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from tfrecog import distribute
 from tfrecog._tf import keras, tf
 from tfrecog.layers import random
 
@@ -139,10 +140,17 @@ class FusedTrainer:
 
         Keras's own multi-step loop cannot do this here: it compiles `strategy.run` with the all-reduce into one XLA
         computation, which fails on CPU devices, and its `steps_per_execution` loop failed under MirroredStrategy
-        (an unfed placeholder in its while/cond).
+        (an unfed placeholder in its while/cond). With `jit_compile` the optimizers' steps are compiled too, one XLA
+        computation per device (`distribute.compile_optimizer_step`); glibc is asked to keep freed heap pages mapped
+        (`distribute.keep_freed_heap`).
         """
         strategy = self.distribute_strategy
         num_updates = self._fused_mode
+        distribute.keep_freed_heap()
+        if self._replicated_xla:  # compiled with jit_compile=True (the default): the optimizers' steps too
+            for optimizer in (self.optimizer, getattr(self, "baseline_optimizer", None)):
+                if optimizer is not None:
+                    distribute.compile_optimizer_step(optimizer)
 
         def replica_update(block, s):
             minibatch = _column(block, s, num_updates, self.event_size)
