@@ -242,14 +242,15 @@ def broadcast_from_chief(variables, strategy):
 
 def keep_freed_heap(environ=None) -> int | None:
     """Asks glibc's malloc to keep HEAP_TOP_PAD bytes (64 MiB) of freed memory at the top of each heap instead of
-    handing it back to the system (`mallopt(M_TOP_PAD, pad)`, process-wide, set once); returns the pad set, or None
-    where nothing was changed.
+    handing it back to the system: `mallopt(M_TOP_PAD, pad)` with the mmap threshold fixed at glibc's maximum
+    (`M_MMAP_THRESHOLD`, 32 MiB; without it a pad set after TensorFlow has started did not take). Process-wide, set
+    once; returns the pad set, or None where nothing was changed.
 
     Under a strategy every update is several TensorFlow operations, and the XLA gradient's outputs (the VAE's: 6 MB
-    per update) are fresh buffers from malloc. Freed, they empty a per-thread heap, which glibc unmaps at once
-    (its default pad is 128 KiB), so the next update maps it again and takes a page fault on every 4 KiB it writes:
-    ~1,100 faults per VAE update, ~560 per DLGM update, a third of the update's time on this project's CPUs
-    (bench/results/SPEED_NOTES.md, round 8). With the pad the pages stay mapped. The memory kept is at most the pad
+    per update) are fresh buffers from malloc. Freed, they empty a per-thread heap, which glibc unmaps at once (its
+    default pad is 128 KiB), so the next update maps it again and takes a page fault on every 4 KiB it writes:
+    ~1,100 faults per VAE update, 7.8 ms an update against 4.9 ms with the pad (`python -m bench.scaling`;
+    bench/results/SPEED_NOTES.md, round 8). With the pad the pages stay mapped. The memory kept is at most the pad
     per heap, and only pages a run has already touched. Not done where the user set glibc's own MALLOC_TOP_PAD_ or
     MALLOC_ARENA_MAX, where TFRECOG_HEAP_TOP_PAD=0, or where the C library is not glibc. The one-device fused path
     does not need it (its updates stay inside one XLA computation).
