@@ -38,7 +38,8 @@ REPLICAS_SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     x = (rng.random((400, 12)) < rng.random(12) * 0.6 + 0.1).astype("float32")
     one = tf.distribute.get_strategy()
-    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    from tfrecog import distribute
+    two = distribute.make_strategy("mirrored")  # over /cpu:0 and /cpu:1; the process's one MirroredStrategy
     report = {"replicas": two.num_replicas_in_sync}
 
     def make(family):
@@ -84,7 +85,6 @@ REPLICAS_SCRIPT = textwrap.dedent(
 
     # Adam's step compiled per device (distribute.compile_optimizer_step, the default) against Keras's own step:
     # 30 updates of the VAE on 2 replicas; the weights of both device copies, and both runs' weights.
-    from tfrecog import distribute
     compiled_step = distribute.compile_optimizer_step
 
     def adam_weights(compiled):
@@ -112,6 +112,19 @@ REPLICAS_SCRIPT = textwrap.dedent(
         "moved": min(float(np.abs(a - b).max()) for a, b in zip(keras_run["weights"], keras_run["initial"])),
         "scale": max(float(np.abs(a).max()) for a in keras_run["weights"]),
     }
+
+    # make_strategy("mirrored") again: the same strategy, so further models train under it (a second
+    # MirroredStrategy over the same devices fails at its first all-reduce: tensorflow/tensorflow#62790).
+    mirrored = distribute.make_strategy("mirrored")
+    report["same_strategy"] = [mirrored is distribute.make_strategy("mirrored"), mirrored.num_replicas_in_sync]
+    losses = []
+    for family in ("sbn", "vae"):
+        keras.utils.set_random_seed(0)
+        with distribute.make_strategy("mirrored").scope():
+            model, extra = make(family)
+            model.compile(steps_per_execution=5, **extra)
+        losses.append(model.fit(x, batch_size=40, epochs=1, verbose=0).history["loss"][-1])
+    report["second_model_loss"] = losses
 
     # A batch that does not split over the replicas.
     with two.scope():
@@ -202,6 +215,14 @@ def test_compiled_adam_step_equals_keras_step_on_every_device(replicas_report):
     assert adam["copies_equal"] == [True, True]
     assert adam["max_diff"] < 1e-6, adam
     assert adam["moved"] > 1e-3, adam
+
+
+def test_mirrored_strategy_is_made_once_per_process(replicas_report):
+    """`make_strategy("mirrored")` returns the process's one MirroredStrategy over its 2 devices, so an SBN and then
+    a VAE train one after the other in one process (with a fresh strategy for the second, TensorFlow's collectives
+    fail: "Shape mismatch in the collective instance 100")."""
+    assert replicas_report["same_strategy"] == [True, 2]
+    assert all(np.isfinite(loss) for loss in replicas_report["second_model_loss"])
 
 
 def test_batch_that_does_not_split_over_replicas(replicas_report):

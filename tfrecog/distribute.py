@@ -32,6 +32,7 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 _M_TOP_PAD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -2, -3, 32 << 20
 HEAP_TOP_PAD = 64 << 20
 _heap_top_pad_set = None
+_mirrored = {}  # device names -> the process's MirroredStrategy over them (make_strategy)
 
 
 class DistributeError(ValueError):
@@ -108,6 +109,11 @@ def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ
     Multi-worker: the cluster of `TF_CONFIG` must assemble within `timeout_seconds` (every worker started with the
     same command); otherwise a `DistributeError` names the addresses waited for. A worker that dies later is detected
     by the coordination service's heartbeat (also `timeout_seconds`), which stops the others with an error.
+
+    "mirrored" returns the same strategy on every call in a process: a second `MirroredStrategy` over the same
+    devices restarts the numbering of its collective operations and fails at its first all-reduce with TensorFlow's
+    "Shape mismatch in the collective instance 100" (tensorflow/tensorflow#62790; seen here training an SBN, then a
+    DLGM, each under its own 2-device strategy).
     """
     if name not in STRATEGIES:
         raise DistributeError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
@@ -115,8 +121,10 @@ def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        devices = tuple(d.name for d in gpus) or tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+        if devices not in _mirrored:
+            _mirrored[devices] = tf.distribute.MirroredStrategy(list(devices))
+        return _mirrored[devices]
     config = read_tf_config(environ)
     if environ is not None:
         os.environ["TF_CONFIG"] = environ["TF_CONFIG"]
