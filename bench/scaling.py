@@ -8,6 +8,7 @@ TF_CONFIG must be set before TensorFlow starts): one warm-up epoch (tracing, XLA
 
 Usage (from the repository root):
   python -m bench.scaling                     # writes bench/results/scaling.json and bench/results/SCALING.md
+  python -m bench.scaling --family sbn        # the SBN trained by NVIL: scaling_sbn.json and SCALING_SBN.md
   python -m bench.scaling --epochs 2 --out /tmp/SCALING.md
 """
 
@@ -41,17 +42,29 @@ CONFIGURATIONS = [
     ("MultiWorkerMirroredStrategy, 1 worker process", "multi-worker", 1),
     ("MultiWorkerMirroredStrategy, 2 worker processes (loopback)", "multi-worker", 2),
 ]
+# `--family sbn`: the SBN 200-200-200 trained by NVIL (bench.common.build_tfrecog_model), whose update under a
+# strategy has its own gradient part (`nvil_gradients`); the diagnostic row runs that part without XLA.
+SBN_CONFIGURATIONS = [
+    ("one device (fused, default strategy)", "default", 1),
+    ("MirroredStrategy, 1 replica", "mirrored1", 1),
+    ("MirroredStrategy, 1 replica, NVIL's gradient without XLA (diagnostic)", "mirrored1-no-xla-gradient", 1),
+    ("MirroredStrategy, 2 replicas (2 logical CPUs)", "mirrored2", 1),
+    ("MultiWorkerMirroredStrategy, 1 worker process", "multi-worker", 1),
+    ("MultiWorkerMirroredStrategy, 2 worker processes (loopback)", "multi-worker", 2),
+]
 
 
-def worker(mode: str, epochs: int) -> dict:
+def worker(mode: str, epochs: int, family: str = "vae") -> dict:
     """Runs in a fresh interpreter: one configuration's timed `fit`; returns examples/s and the updates made."""
+    import dataclasses
+
     import tensorflow as tf
 
     if mode == "mirrored2":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from bench.common import BATCH_SIZE, VAE_HIDDEN, VAE_LATENT, binary_data
-    from tfrecog import distribute
+    from bench.common import BATCH_SIZE, VAE_HIDDEN, VAE_LATENT, binary_data, build_tfrecog_model
+    from tfrecog import distribute, estimators
     from tfrecog._tf import keras
     from tfrecog.models import VAE
 
@@ -63,6 +76,8 @@ def worker(mode: str, epochs: int) -> dict:
             _strip_replica_update(VAE, keep_gradient=mode == "mirrored1-gradient")
         elif mode == "mirrored1-keras-step":
             distribute.compile_optimizer_step = lambda optimizer: False
+        elif mode == "mirrored1-no-xla-gradient":
+            estimators.ESTIMATORS["nvil"] = dataclasses.replace(estimators.ESTIMATORS["nvil"], gradients=None)
     elif mode == "mirrored2":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     else:
@@ -70,7 +85,10 @@ def worker(mode: str, epochs: int) -> dict:
     x = binary_data(5000)
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = VAE(event_size=784, latent_size=VAE_LATENT, hidden_sizes=(VAE_HIDDEN,), seed=0)
+        if family == "sbn":
+            model = build_tfrecog_model("sbn")
+        else:
+            model = VAE(event_size=784, latent_size=VAE_LATENT, hidden_sizes=(VAE_HIDDEN,), seed=0)
         model.compile(steps_per_execution=50)
     model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # warm-up: tracing and XLA compilation
     start_updates = int(model.optimizer.iterations.numpy())
@@ -111,7 +129,7 @@ def _free_ports(count):
     return ports
 
 
-def measure(mode: str, processes: int, epochs: int) -> dict:
+def measure(mode: str, processes: int, epochs: int, family: str = "vae") -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
@@ -124,7 +142,7 @@ def measure(mode: str, processes: int, epochs: int) -> dict:
             env = {**env, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                                    "task": {"type": "worker", "index": index}})}
         running.append(subprocess.Popen([sys.executable, "-m", "bench.scaling", "--worker", mode, "--epochs",
-                                         str(epochs)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                         str(epochs), "--family", family], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True))
     reports = []
     for process in running:
@@ -138,24 +156,30 @@ def measure(mode: str, processes: int, epochs: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--out", default=str(RESULTS_DIR / "SCALING.md"))
+    parser.add_argument("--family", choices=("vae", "sbn"), default="vae",
+                        help="the workload: the VAE 784-500-20 (default) or the SBN 200-200-200 trained by NVIL")
+    parser.add_argument("--out", help="the report (default: bench/results/SCALING.md, SCALING_SBN.md for the SBN; "
+                                      "its JSON beside it)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every configuration this many times, in turn (A B C ... A B C): the figure is "
                              "the median, the spread min-max")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.epochs)))
+        print(json.dumps(worker(args.worker, args.epochs, args.family)))
         return
+    configurations = SBN_CONFIGURATIONS if args.family == "sbn" else CONFIGURATIONS
+    suffix = "_SBN" if args.family == "sbn" else ""
+    out = Path(args.out or RESULTS_DIR / f"SCALING{suffix}.md")
     load_before = os.getloadavg()
-    measured = {label: [] for label, _, _ in CONFIGURATIONS}
+    measured = {label: [] for label, _, _ in configurations}
     for round_ in range(args.rounds):
-        for label, mode, processes in CONFIGURATIONS:
-            report = measure(mode, processes, args.epochs)
+        for label, mode, processes in configurations:
+            report = measure(mode, processes, args.epochs, args.family)
             measured[label].append(report)
             print(f"round {round_ + 1}: {label}: {report['examples_per_second']:.0f} examples/s", flush=True)
     rows = []
-    for label, _, processes in CONFIGURATIONS:
+    for label, _, processes in configurations:
         speeds = sorted(r["examples_per_second"] for r in measured[label])
         rows.append({"configuration": label, "processes": processes, **measured[label][0],
                      "examples_per_second": statistics.median(speeds), "min": speeds[0], "max": speeds[-1],
@@ -164,16 +188,17 @@ def main(argv=None):
     results = {"rows": rows, "cores": os.cpu_count(), "load_average_before": load_before,
                "load_average_after": load_after, "epochs": args.epochs, "rounds": args.rounds,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out.parent / f"scaling{suffix.lower()}.json").write_text(json.dumps(results, indent=2) + "\n")
     base = rows[0]["examples_per_second"]
     lines = [
         "# Scaling of fit over tf.distribute",
         "",
-        f"`python -m bench.scaling --epochs {args.epochs} --rounds {args.rounds}` on {results['date']}: "
-        f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before and {load_after[0]:.1f} after (1-minute; "
-        "other jobs share the machine). VAE 784-500-20, minibatch 100 (the global batch, split over the replicas), "
+        f"`python -m bench.scaling{' --family sbn' if suffix else ''} --epochs {args.epochs} --rounds {args.rounds}` "
+        f"on {results['date']}: {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
+        f"{load_after[0]:.1f} after (1-minute; other jobs share the machine). "
+        f"{'SBN 200-200-200 trained by NVIL' if suffix else 'VAE 784-500-20'}, minibatch 100 (the global batch, split "
+        "over the replicas), "
         f"50 updates per call, in fresh processes: one warm-up epoch then {args.epochs} timed epochs of 5000 "
         f"examples; every configuration measured {args.rounds} time(s), the configurations taking turns; figure: "
         "the median [min-max] over the rounds, and the median's ms per update.",

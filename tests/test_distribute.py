@@ -74,6 +74,7 @@ REPLICAS_SCRIPT = textwrap.dedent(
             report[family]["baseline_updates"] = int(double.baseline_optimizer.iterations.numpy())
             copies = [v.numpy().tolist() for v in double.signal_mean.value.values]
             report[family]["state_copies_equal"] = copies[0] == copies[1]
+            report[family]["xla_gradient"] = getattr(double, "_xla_own_gradients_fn", None) is not None
         else:
             vae = single
 
@@ -166,7 +167,8 @@ def test_two_replicas_follow_the_one_device_learning_curve(replicas_report, fami
     d_e = L1_e - L2_e has sd sqrt(2) sigma: every |d_e| < 4.5 sqrt(2) sigma (two-sided p ~ 7e-6 per epoch) and the
     plateau mean |mean d| < 4 sqrt(2) sigma / sqrt(10). A gradient not averaged over the replicas (twice the SGD
     step) or a replica that trained on its half alone moves the curve by more. NVIL: both optimizers stepped
-    every update and the running statistics are identical on both replicas."""
+    every update, the running statistics are identical on both replicas, and each replica's gradient ran under
+    XLA (`nvil_gradients`, the all-reduce of the signal's moments after it)."""
     report = replicas_report[family]
     assert report["updates"] == [200, 200]
     one, two = np.array(report["one"]), np.array(report["two"])
@@ -177,6 +179,7 @@ def test_two_replicas_follow_the_one_device_learning_curve(replicas_report, fami
     assert one[-1] < one[0] - 1.0 and two[-1] < two[0] - 1.0  # both learned
     if family == "sbn":
         assert report["baseline_updates"] == 200 and report["state_copies_equal"]
+        assert report["xla_gradient"]  # NVIL's per-replica gradient ran as one XLA computation (nvil_gradients)
 
 
 def test_each_replica_sees_half_of_each_global_minibatch(replicas_report):

@@ -21,6 +21,10 @@ Adding an estimator (e.g. VIMCO, RWS or DisARM for SBNs):
        estimator needs several optimizers or running state (NVIL: a baseline network with its own optimizer and
        running moments of the learning signal); it applies the update itself and returns the metrics to track
        ('loss' and the diagnostics, the same names the objective returns).
+     - `gradients`: with a `train_update`, optionally its part within one replica, `(model, x, seed) -> (grads,
+       logs, replica_stats)` with no all-reduce and no assignment, which `train_update(model, x, seed,
+       gradients=...)` accepts compiled: under a strategy the trainer compiles it with XLA (a cross-replica merge
+       cannot sit inside an XLA computation). NVIL: `nvil_gradients`, the moments of its learning signal as stats.
      - `kl_weight`: whether the objective takes `kl_weight` (the KL warm-up of `kl_warmup_steps`);
      - `settings`: None, or the frozen dataclass of its tunable settings (MCEM: `MCEMSettings`), which a model
        takes as `estimator_options` (a dict, saved in its config) and `settings(model)` rebuilds;
@@ -36,7 +40,7 @@ from collections.abc import Callable
 from tfrecog.estimators.disarm import disarm
 from tfrecog.estimators.iwae import iwae
 from tfrecog.estimators.mcem import MCEMChains, MCEMSettings, mcem_objective, mcem_train_update
-from tfrecog.estimators.nvil import NVILState, nvil, nvil_objective, nvil_train_update
+from tfrecog.estimators.nvil import NVILState, nvil, nvil_gradients, nvil_objective, nvil_train_update
 from tfrecog.estimators.rws import rws
 from tfrecog.estimators.sgvb import sgvb
 from tfrecog.estimators.vimco import vimco
@@ -53,6 +57,7 @@ class Estimator:
     objective: Callable
     families: tuple[str, ...]
     train_update: Callable | None = None
+    gradients: Callable | None = None  # the part of train_update within one replica, compilable (below)
     kl_weight: bool = False
     min_samples: int = 1  # the fewest samples per example it is defined for (leave-one-out, normalised weights)
     settings: type | None = None  # the dataclass of `estimator_options` (None: the estimator takes no options)
@@ -88,7 +93,7 @@ ESTIMATORS = {estimator.name: estimator for estimator in (
     Estimator("sgvb_b", _sgvb_b, REPARAMETERISED, kl_weight=True),
     Estimator("iwae", iwae, REPARAMETERISED),
     Estimator("wake_sleep", _wake_sleep, (*REPARAMETERISED, "sbn")),
-    Estimator("nvil", nvil_objective, ("sbn",), train_update=nvil_train_update),
+    Estimator("nvil", nvil_objective, ("sbn",), train_update=nvil_train_update, gradients=nvil_gradients),
     # Score-function and antithetic estimators for binary latents: their samples carry no gradient.
     Estimator("vimco", vimco, ("sbn",), min_samples=2),
     Estimator("rws", rws, ("sbn",), min_samples=2),
@@ -147,6 +152,5 @@ def check(name: str, family: str, num_samples: int) -> Estimator:
 
 
 __all__ = ["ESTIMATORS", "Estimator", "MCEMChains", "MCEMSettings", "NVILState", "check", "check_options", "disarm",
-           "get", "iwae",
-           "mcem_objective", "mcem_train_update", "nvil", "nvil_objective", "nvil_train_update", "rws", "sgvb",
-           "vimco", "wake_sleep"]
+           "get", "iwae", "mcem_objective", "mcem_train_update", "nvil", "nvil_gradients", "nvil_objective",
+           "nvil_train_update", "rws", "sgvb", "vimco", "wake_sleep"]

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 from tfrecog._tf import tf
 
-__all__ = ["NVILState", "initial_state", "learning_signals", "nvil", "nvil_objective", "nvil_train_update"]
+__all__ = ["NVILState", "initial_state", "learning_signals", "nvil", "nvil_gradients", "nvil_objective",
+           "nvil_train_update", "updated_state"]
 
 
 class NVILState(NamedTuple):
@@ -122,6 +123,19 @@ def nvil(
       single-sample ELBO, the baseline's squared error and the variance of the layer-1 signal before and after
       centring and normalisation); new_state the updated `NVILState`.
     """
+    settings = dict(baseline=baseline, num_samples=num_samples, centering=centering,
+                    input_dependent_baseline=input_dependent_baseline, variance_normalization=variance_normalization,
+                    local_signals=local_signals)
+    losses, diagnostics, moments = _nvil_terms(model, x, seed, state, **settings)
+    return losses, diagnostics, updated_state(state, moments, decay)
+
+
+def _nvil_terms(model, x, seed, state: NVILState, baseline=None, num_samples: int = 1, centering: bool = True,
+                input_dependent_baseline: bool = True, variance_normalization: bool = True,
+                local_signals: bool = True):
+    """`nvil` without the update of the running statistics: `(losses, diagnostics, moments)` with `moments` [2, L]
+    this replica's mean and mean square of l_i - C_i(x). Nothing here crosses replicas or assigns a variable, so
+    under a strategy it compiles with XLA (`nvil_gradients`)."""
     _, joint_terms, recognition_terms = _layered_terms(model, x, num_samples, seed)
     signals = tf.stop_gradient(learning_signals(joint_terms, recognition_terms, local_signals))  # [L, K, B]
     num_layers = len(recognition_terms)
@@ -144,14 +158,8 @@ def nvil(
     target = signals - mean if centering else signals
     baseline_loss = tf.reduce_mean(tf.reduce_sum(tf.square(target - baseline_values), axis=0))
 
-    batch_mean = tf.reduce_mean(residual, axis=[1, 2])
-    batch_square = tf.reduce_mean(tf.square(residual), axis=[1, 2])
-    batch_mean, batch_square = tf.unstack(_replica_mean(tf.stack([batch_mean, batch_square])))
-    batch_variance = tf.maximum(batch_square - tf.square(batch_mean), 0.0)
-    new_state = NVILState(
-        decay * tf.reshape(mean, [-1]) + (1.0 - decay) * batch_mean,
-        decay * tf.reshape(variance, [-1]) + (1.0 - decay) * batch_variance,
-    )
+    # This replica's moments of l_i - C_i(x) over samples and examples, [2, L]: the running statistics' input.
+    moments = tf.stack([tf.reduce_mean(residual, axis=[1, 2]), tf.reduce_mean(tf.square(residual), axis=[1, 2])])
     global_signal = log_joint - tf.reduce_sum(
         tf.stack([tf.broadcast_to(t, tf.shape(signals)[1:]) for t in recognition_terms]), 0)
     _, signal_variance = tf.nn.moments(signals[0], axes=[0, 1])
@@ -163,7 +171,22 @@ def nvil(
         "signal_variance": signal_variance,
         "normalized_signal_variance": advantage_variance,
     }
-    return losses, diagnostics, new_state
+    return losses, diagnostics, moments
+
+
+def updated_state(state: NVILState, moments, decay: float = 0.8) -> NVILState:
+    """The running statistics after a minibatch whose moments of l_i - C_i(x) are `moments` [2, L] (mean, mean
+    square), averaged over the replicas under `tf.distribute` (equal shares, so the average of the replicas' means
+    and mean squares is the global minibatch's):
+
+      c_i <- alpha c_i + (1 - alpha) m_i,   v_i <- alpha v_i + (1 - alpha) max(s_i - m_i^2, 0)
+    """
+    batch_mean, batch_square = tf.unstack(_replica_mean(tf.convert_to_tensor(moments, tf.float32)))
+    batch_variance = tf.maximum(batch_square - tf.square(batch_mean), 0.0)
+    return NVILState(
+        decay * tf.reshape(tf.convert_to_tensor(state.mean, tf.float32), [-1]) + (1.0 - decay) * batch_mean,
+        decay * tf.reshape(tf.convert_to_tensor(state.variance, tf.float32), [-1]) + (1.0 - decay) * batch_variance,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -183,23 +206,36 @@ def nvil_objective(model, x, seed, num_samples: int = 1):
     return -diagnostics["elbo"], diagnostics
 
 
-def nvil_train_update(model, x, seed):
-    """One NVIL update: the model optimizer steps theta and phi along the gradients of the model and recognition
-    surrogates (plus the weight penalty), the baseline optimizer steps psi along the baseline loss's, and the running
-    statistics c, v take their new values. Returns the metrics: `loss` = penalty - ELBO and `nvil`'s diagnostics.
-    """
-    model_variables = model.model_variables
-    baseline_variables = model.baseline_variables
+def nvil_gradients(model, x, seed):
+    """The part of one NVIL update that stays inside one replica: `(grads, logs, moments)`, the gradients of the
+    model and recognition surrogates plus the weight penalty (for `model_variables`) and of the baseline loss (for
+    `baseline_variables`), each divided by the number of replicas; the metrics; this replica's moments of the
+    learning signal [2, L]. No all-reduce and no assignment, so a trainer may compile it with XLA under a strategy
+    (`tf.function(jit_compile=True)`) and hand it to `nvil_train_update`."""
+    settings = {k: v for k, v in model.nvil_settings().items() if k != "decay"}
+    variables = model.model_variables + model.baseline_variables
     with tf.GradientTape() as tape:
-        losses, diagnostics, new_state = nvil(model, x, seed, model.nvil_state(), **model.nvil_settings())
+        losses, diagnostics, moments = _nvil_terms(model, x, seed, model.nvil_state(), **settings)
         penalty = model.weight_penalty()
         total = losses["model"] + losses["recognition"] + penalty + losses["baseline"]
         scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
-    grads = tape.gradient(scaled, model_variables + baseline_variables)
+    grads = tape.gradient(scaled, variables)
+    return grads, {"loss": penalty - diagnostics["elbo"], **diagnostics}, moments
+
+
+def nvil_train_update(model, x, seed, gradients=nvil_gradients):
+    """One NVIL update: the model optimizer steps theta and phi along the gradients of the model and recognition
+    surrogates (plus the weight penalty), the baseline optimizer steps psi along the baseline loss's, and the running
+    statistics c, v take their new values (`updated_state`, the moments averaged over the replicas). Returns the
+    metrics: `loss` = penalty - ELBO and `nvil`'s diagnostics. `gradients`: `nvil_gradients` or a compiled copy of it.
+    """
+    model_variables = model.model_variables
+    baseline_variables = model.baseline_variables
+    grads, logs, moments = gradients(model, x, seed)
     model.optimizer.apply(grads[: len(model_variables)], model_variables)
     if baseline_variables:
         if model.baseline_optimizer is None:
             raise RuntimeError("compile the model first: the baseline network needs baseline_optimizer")
         model.baseline_optimizer.apply(grads[len(model_variables):], baseline_variables)
-    model.assign_nvil_state(new_state)
-    return {"loss": penalty - diagnostics["elbo"], **diagnostics}
+    model.assign_nvil_state(updated_state(model.nvil_state(), moments, model.nvil_settings().get("decay", 0.8)))
+    return logs

@@ -167,17 +167,33 @@ class FusedTrainer:
         return _stepper(strategy, updates, self._tracker_results)
 
     def _replica_train_update(self, x):
-        """One replica's part of an update: its gradient (an XLA computation where compiled with jit_compile), then
-        the optimizer's cross-replica all-reduce and step, outside XLA."""
+        """One replica's part of an update: its gradient (an XLA computation where compiled with jit_compile; for an
+        estimator with its own update, the `gradients` part it declares), then the cross-replica all-reduce outside
+        XLA and the optimizers' steps."""
         own_update = self.estimator_spec.train_update
         seed = self._step_seed()
         if own_update is not None:
+            own_gradients = self.estimator_spec.gradients
+            if self._replicated_xla and own_gradients is not None:
+                return own_update(self, x, seed, gradients=self._xla_own_gradients(own_gradients))
             return own_update(self, x, seed)
         if not self._replicated_xla:
             return self.train_update(x)
         grads, logs = self._xla_gradient(x, seed)
         self.optimizer.apply(grads, self.trainable_variables)
         return logs
+
+    def _xla_own_gradients(self, gradients):
+        """The estimator's `gradients` (the part of its own update within one replica) as one XLA computation, in
+        the form its `train_update` takes: `(model, x, seed) -> (grads, logs, replica_stats)`."""
+        if getattr(self, "_xla_own_gradients_fn", None) is None:
+            def compiled(x, seed):
+                with random.xla_random(True):
+                    return gradients(self, x, seed)
+
+            function = tf.function(compiled, jit_compile=True, reduce_retracing=True)
+            self._xla_own_gradients_fn = lambda model, x, seed: function(x, seed)
+        return self._xla_own_gradients_fn
 
     @property
     def _xla_gradient(self):
