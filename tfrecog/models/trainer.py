@@ -148,9 +148,8 @@ class FusedTrainer:
         num_updates = self._fused_mode
         distribute.keep_freed_heap()
         if self._replicated_xla:  # compiled with jit_compile=True (the default): the optimizers' steps too
-            for optimizer in (self.optimizer, getattr(self, "baseline_optimizer", None)):
-                if optimizer is not None:
-                    distribute.compile_optimizer_step(optimizer)
+            for optimizer in self._optimizers():
+                distribute.compile_optimizer_step(optimizer)
 
         def replica_update(block, s):
             minibatch = _column(block, s, num_updates, self.event_size)
@@ -183,32 +182,39 @@ class FusedTrainer:
         self.optimizer.apply(grads, self.trainable_variables)
         return logs
 
+    def _optimizers(self) -> list:
+        """Every optimizer the model's updates step (a model with more, e.g. NVIL's baseline optimizer, adds them)."""
+        optimizer = getattr(self, "optimizer", None)
+        return [optimizer] if optimizer is not None else []
+
+    def _xla_step_part(self, attribute: str, function):
+        """`function(x, seed)` as one XLA computation (sampling with XLA's ThreeFry), made once and kept under
+        `attribute`: a replica's part of an update under a strategy."""
+        if getattr(self, attribute, None) is None:
+            def compiled(x, seed):
+                with random.xla_random(True):
+                    return function(x, seed)
+
+            setattr(self, attribute, tf.function(compiled, jit_compile=True, reduce_retracing=True))
+        return getattr(self, attribute)
+
     def _xla_own_gradients(self, gradients):
         """The estimator's `gradients` (the part of its own update within one replica) as one XLA computation, in
         the form its `train_update` takes: `(model, x, seed) -> (grads, logs, replica_stats)`."""
-        if getattr(self, "_xla_own_gradients_fn", None) is None:
-            def compiled(x, seed):
-                with random.xla_random(True):
-                    return gradients(self, x, seed)
-
-            function = tf.function(compiled, jit_compile=True, reduce_retracing=True)
-            self._xla_own_gradients_fn = lambda model, x, seed: function(x, seed)
-        return self._xla_own_gradients_fn
+        compiled = self._xla_step_part("_xla_own_gradients_fn", lambda x, seed: gradients(self, x, seed))
+        return lambda model, x, seed: compiled(x, seed)
 
     @property
     def _xla_gradient(self):
-        if getattr(self, "_xla_gradient_fn", None) is None:
-            def gradient(x, seed):
-                with random.xla_random(True):
-                    with tf.GradientTape() as tape:
-                        loss, diagnostics = self.objective(x, seed, training=True)
-                        total = loss + self.weight_penalty()
-                        scaled = total / tf.distribute.get_replica_context().num_replicas_in_sync
-                    grads = tape.gradient(scaled, self.trainable_variables)
-                return grads, {"loss": total, **diagnostics}
+        def gradient(x, seed):
+            with tf.GradientTape() as tape:
+                loss, diagnostics = self.objective(x, seed, training=True)
+                total = loss + self.weight_penalty()
+                scaled = total / tf.distribute.get_replica_context().num_replicas_in_sync
+            grads = tape.gradient(scaled, self.trainable_variables)
+            return grads, {"loss": total, **diagnostics}
 
-            self._xla_gradient_fn = tf.function(gradient, jit_compile=True, reduce_retracing=True)
-        return self._xla_gradient_fn
+        return self._xla_step_part("_xla_gradient_fn", gradient)
 
     def train_step(self, data):
         """S = `steps_per_execution` parameter updates (one per minibatch) in one call; returns the metrics.
