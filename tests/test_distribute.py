@@ -118,6 +118,9 @@ REPLICAS_SCRIPT = textwrap.dedent(
     # MirroredStrategy over the same devices fails at its first all-reduce: tensorflow/tensorflow#62790).
     mirrored = distribute.make_strategy("mirrored")
     report["same_strategy"] = [mirrored is distribute.make_strategy("mirrored"), mirrored.num_replicas_in_sync]
+    import argparse
+    from tfrecog import cli
+    report["cli_mirrored_is_it"] = cli._strategy(argparse.Namespace(strategy="mirrored")) is mirrored
     losses = []
     for family in ("sbn", "vae"):
         keras.utils.set_random_seed(0)
@@ -226,6 +229,24 @@ def test_mirrored_strategy_is_made_once_per_process(replicas_report):
     fail: "Shape mismatch in the collective instance 100")."""
     assert replicas_report["same_strategy"] == [True, 2]
     assert all(np.isfinite(loss) for loss in replicas_report["second_model_loss"])
+
+
+def test_cli_mirrored_over_one_device_runs_the_one_device_path(capsys):
+    """`--strategy mirrored` with one local device (this process: one CPU device) runs on the one-device path and
+    says so on one line; with two devices (the replicas script) it is the process's MirroredStrategy."""
+    import argparse
+
+    from tfrecog import cli
+
+    assert len(distribute.local_devices()) == 1
+    assert cli._strategy(argparse.Namespace(strategy="mirrored")) is None
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "found one local device (/device:CPU:0)" in lines[0]
+    assert "one-device path" in lines[0]
+
+
+def test_cli_mirrored_over_two_devices_is_the_mirrored_strategy(replicas_report):
+    assert replicas_report["cli_mirrored_is_it"] is True
 
 
 def test_batch_that_does_not_split_over_replicas(replicas_report):

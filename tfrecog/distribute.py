@@ -103,6 +103,13 @@ def is_chief_task(config: dict | None) -> bool:
     return kind == "worker" and index == 0
 
 
+def local_devices() -> tuple:
+    """The names of the devices "mirrored" replicates over: every local GPU, else every local CPU device (one on a
+    machine without GPUs, unless logical CPU devices were configured)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tuple(d.name for d in gpus) or tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+
+
 def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ=None):
     """The `tf.distribute.Strategy` called `name` (see the module's docstring).
 
@@ -120,8 +127,7 @@ def make_strategy(name: str = "default", timeout_seconds: float = 120.0, environ
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = tuple(d.name for d in gpus) or tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+        devices = local_devices()
         if devices not in _mirrored:
             _mirrored[devices] = tf.distribute.MirroredStrategy(list(devices))
         return _mirrored[devices]
