@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,7 @@ def _fake_tfrecog(tmp_path):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     # The run folders go under tmp_path: the test must neither read nor write the machine's real ../runs.
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TFRECOG_RUNS": str(tmp_path / "runs"),
-            "TFRECOG_DATA_DIR": "../shared/data"}
+            "TFRECOG_DATA_DIR": "../shared/data", "TFRECOG_PROGRESS": str(tmp_path / "progress")}
 
 
 @pytest.mark.parametrize("name, where", [("vae-bmnist", "zoo/recipes"),
@@ -190,17 +191,41 @@ def test_train_zoo_sh_trains_the_recipe_file_into_runs_name(name, where, tmp_pat
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     runs = tmp_path / "runs"
-    # A recipe with a committed snapshot (progress/NAME, scripts/progress.py) starts its missing run folder from it.
-    snapshot = REPO / "progress" / name / "state.json"
-    if snapshot.exists():
-        assert lines[0].startswith(f"{runs / name}: restored from {REPO / 'progress' / name} at epoch ")
-        assert (runs / name / "config.json").exists()
-        lines = lines[1:]
     assert lines == ["train", "--recipe", str(REPO / where / f"{name}.json"), "--data-dir", "../shared/data",
                      "--run", str(runs / name), "--verbose", "2", "--max-seconds", "60"]
     missing = subprocess.run(["bash", "scripts/train_zoo.sh", "no-such-recipe"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "unknown recipe no-such-recipe" in missing.stderr
+
+
+def test_train_zoo_sh_starts_a_missing_run_from_its_snapshot(tmp_path):
+    """A new machine: no run folder, a snapshot in the progress folder (scripts/progress.py save) -> train_zoo.sh
+    restores the run folder from it (its best epoch, its weights), then trains on with the recipe."""
+    env = _fake_tfrecog(tmp_path)
+    name, old_runs, progress = "vae-bmnist", tmp_path / "old-runs", tmp_path / "progress"
+    config = training.default_config("vae", "mnist5k", model={"hidden_sizes": [8], "latent_size": 2}, epochs=2,
+                                     valid_split="test", jit_compile=False, checkpoint_every_seconds=0)
+    training.train(config, old_runs / name, verbose=0)
+    saved = subprocess.run([sys.executable, "scripts/progress.py", "save", name, "--runs", str(old_runs),
+                            "--progress", str(progress), "--min-gain", "0"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0 and (progress / name / "state.json").exists(), saved.stderr[-2000:]
+    done = subprocess.run(["bash", "scripts/train_zoo.sh", name, "--epochs", "3"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = tmp_path / "runs"
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"{runs / name}: restored from {progress / name} at epoch "), lines
+    assert lines[1:] == ["train", "--recipe", str(REPO / "zoo" / "recipes" / f"{name}.json"), "--data-dir",
+                         "../shared/data", "--run", str(runs / name), "--verbose", "2", "--epochs", "3"]
+    best, _ = training.load_run(old_runs / name, "best")
+    restored, _ = training.load_run(runs / name, "best")
+    for a, b in zip(best.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Run again: the run folder exists now, so nothing is restored over it.
+    again = subprocess.run(["bash", "scripts/train_zoo.sh", name], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout.splitlines()[0] == "train", again.stdout
 
 
 def test_train_recipe_by_name_builds_the_cards_model():
