@@ -11,6 +11,7 @@ atomically and adding keys only, and a copy of every result under --results (one
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ["TFRECOG_ZOO_DIR"] = str(ROOT / "zoo")  # this checkout's cards and weights, also under an installed tfrecog
 
 from tfrecog import annealing, evaluate, io, training, zoo  # noqa: E402
 from tfrecog.models import SBN  # noqa: E402
@@ -118,7 +120,7 @@ def main(argv=None):
         saved = Path(args.results) / f"{name}.json"
         io.write_json(saved, {**(io.read_json(saved) if saved.exists() else {}), **result})
         if not args.no_card:
-            path = ROOT / "zoo" / f"{name}.json"  # this checkout's card (zoo_dir() may be an installed copy)
+            path = zoo.zoo_dir() / f"{name}.json"
             card = io.read_json(path)
             card["metrics"].update(result)  # only the new keys; the rest of the card is untouched
             io.write_json(path, card)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from tfrecog import io, zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards, also when the tfrecog that runs is an installed copy
+os.environ["TFRECOG_ZOO_DIR"] = str(ROOT / "zoo")  # this checkout's cards, also under an installed tfrecog
 PROGRESS = ROOT / "progress"  # scripts/progress.py's snapshots, with the scores of those that are not cards
 
 # Mnih & Gregor 2014, Table 1: test NLL (nats) on binarized MNIST, (NVIL, wake-sleep). Layer sizes bottom first,

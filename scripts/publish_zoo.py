@@ -8,12 +8,13 @@ installed (non-editable) copy, whose own package data would otherwise receive th
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from tfrecog import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards and weights, as refresh_checks.py and reevaluate.py
+os.environ["TFRECOG_ZOO_DIR"] = str(ROOT / "zoo")  # this checkout's cards and weights
 
 PAPERS = {
     "vae-bmnist": {"reference": "Kingma & Welling 2014 (AEVB), 500 tanh hidden, 20 latents",

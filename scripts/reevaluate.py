@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def main():
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    zoo.zoo_dir = lambda: ROOT / "zoo"  # this checkout's cards and weights
+    os.environ["TFRECOG_ZOO_DIR"] = str(ROOT / "zoo")  # this checkout's cards and weights
     for name in args.names:
         row = reevaluate(name, args.samples, args.data_dir)
         print(f"{name}: {row['value']:.2f} +- {row['stderr']:.2f} (K={row['samples']}, n={row['num_examples']}, "

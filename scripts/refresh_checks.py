@@ -14,6 +14,7 @@ across seeds next to the two per-seed estimates of it (split halves, delta metho
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ parser.add_argument("--calibrate", action="store_true", help="compare the varian
 args = parser.parse_args()
 # The cards of this checkout (an editable install elsewhere would otherwise provide its own `tfrecog._zoo`).
 ROOT = Path(__file__).resolve().parent.parent
-zoo.zoo_dir = lambda: ROOT / "zoo"
+os.environ["TFRECOG_ZOO_DIR"] = str(ROOT / "zoo")
 
 for name in args.names or zoo.list():
     card = zoo.info(name)

@@ -9,14 +9,10 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The zoo cards and weights of this checkout: with tfrecog installed in editable mode from another checkout,
-# `tfrecog._zoo` (what `zoo.zoo_dir` prefers) would be that checkout's zoo/, not this one's.
+# The zoo cards and weights of this checkout, here and in the CLI processes the tests start: with tfrecog installed
+# from another checkout, `tfrecog._zoo` (what `zoo_dir` prefers otherwise) would be that checkout's zoo/.
 if (REPO / "zoo").is_dir() and any((REPO / "zoo").glob("*.json")):
-    from tfrecog import cards as _cards  # noqa: E402
-    from tfrecog import zoo as _zoo  # noqa: E402
-
-    _zoo.zoo_dir = lambda: REPO / "zoo"
-    _cards.zoo_dir = lambda: REPO / "zoo"  # what `tfrecog zoo list | show` read, without TensorFlow
+    os.environ["TFRECOG_ZOO_DIR"] = str(REPO / "zoo")
 
 
 def real_data_dir():

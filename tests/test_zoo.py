@@ -71,12 +71,27 @@ def private_zoo(tmp_path, monkeypatch):
     (tmp_path / "weights").mkdir()
     shutil.copy(zoo.weights_path(card), tmp_path / "weights" / card["weights"]["file"])
     (tmp_path / f"{name}.json").write_text(json.dumps(card))
-    monkeypatch.setattr(zoo, "zoo_dir", lambda: tmp_path)
+    monkeypatch.setenv("TFRECOG_ZOO_DIR", str(tmp_path))
     return name, tmp_path / "weights" / card["weights"]["file"], card
+
+
+def test_zoo_dir_setting_names_a_private_zoo(private_zoo, tmp_path, monkeypatch):
+    """TFRECOG_ZOO_DIR: the cards (with and without TensorFlow), recipes and weights come from that folder; a value
+    that is not a folder is a one-line error naming what was expected."""
+    from tfrecog import cards
+
+    name, _, _ = private_zoo
+    assert zoo.list() == [name] and list(cards.read_cards()) == [name]
+    assert zoo.weights_source() == str(tmp_path)
+    monkeypatch.setenv("TFRECOG_ZOO_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(cards.CardError, match=r"TFRECOG_ZOO_DIR=.*nowhere is not a folder: expected a folder of zoo "
+                                              r"cards \(NAME.json, recipes/, weights/\)"):
+        zoo.list()
 
 
 def test_altered_truncated_or_missing_weights_are_refused(private_zoo):
     name, weights, card = private_zoo
+    assert zoo.list() == [name]  # the private folder, through TFRECOG_ZOO_DIR
     model = zoo.load(name)
     assert isinstance(model, LatentVariableModel) and model.get_config()["event_size"] == card["config"]["event_size"]
     blob = bytearray(weights.read_bytes())

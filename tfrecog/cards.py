@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 
-__all__ = ["CardError", "zoo_dir", "read_cards", "find", "summary", "table", "set_preset_source", "preset_source"]
+ZOO_DIR_ENV = "TFRECOG_ZOO_DIR"
+
+__all__ = ["CardError", "ZOO_DIR_ENV", "zoo_dir", "read_cards", "find", "summary",
+           "table", "set_preset_source", "preset_source"]
 
 
 class CardError(ValueError):
@@ -18,10 +22,18 @@ class CardError(ValueError):
 
 
 def zoo_dir() -> Path:
-    """The folder of cards: the installed package data (`tfrecog._zoo`), or the source tree's `zoo/`.
+    """The folder of cards: $TFRECOG_ZOO_DIR where set (a folder laid out as the source tree's `zoo/`: NAME.json,
+    recipes/, weights/), else the installed package data (`tfrecog._zoo`), else the source tree's `zoo/`.
 
     The same rule as `tfrecog.zoo.zoo_dir`, without importing TensorFlow.
     """
+    env = os.environ.get(ZOO_DIR_ENV, "").strip()
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise CardError(f"{ZOO_DIR_ENV}={env} is not a folder: expected a folder of zoo cards (NAME.json, "
+                            "recipes/, weights/), e.g. the zoo/ of a tfrecog source checkout")
+        return folder
     try:
         import tfrecog._zoo as installed
 

@@ -39,7 +39,8 @@ class ZooError(ValueError):
 
 
 def zoo_dir() -> Path:
-    """The folder of cards: the installed package data, or the source tree's `zoo/` (`tfrecog.cards.zoo_dir`)."""
+    """The folder of cards: $TFRECOG_ZOO_DIR, else the installed package data, else the source tree's `zoo/`
+    (`tfrecog.cards.zoo_dir`)."""
     return card_files.zoo_dir()
 
 
