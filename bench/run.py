@@ -401,6 +401,7 @@ def markdown(results):
 
         lines += matmul_limit.markdown(results["matmul"], results.get("training"))
     lines += vimco_section(RESULTS_DIR.parent / "vimco_speed.json")
+    lines += scaling_section([RESULTS_DIR / "scaling.json", RESULTS_DIR / "scaling_sbn.json"])
     if results.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {e}" for e in results["errors"]]
     return "\n".join(lines) + "\n"
@@ -425,6 +426,37 @@ def vimco_section(path) -> list[str]:
         lines.append(f"| {name} | {row['median'] * 1e3:.0f} [{row['min'] * 1e3:.0f}-{row['max'] * 1e3:.0f}] | "
                      f"{ratio} | {run['notes'].get(name, '')} |")
     return lines
+
+
+def scaling_section(paths) -> list[str]:
+    """`fit` under tf.distribute against the one-device path, from `python -m bench.scaling`'s own runs (their JSON;
+    the full tables with the diagnostic rows are SCALING.md and SCALING_SBN.md); nothing for a run not made."""
+    from . import scaling
+
+    runs = [(Path(p), json.loads(Path(p).read_text())) for p in paths if Path(p).exists()]
+    if not runs:
+        return []
+    lines = ["", "## Scaling over tf.distribute (its own runs)", "",
+             "Examples/s of `fit` (minibatch 100 = the global batch, 50 updates per call), each configuration in "
+             "fresh processes, the configurations taking turns; median [min-max] over the rounds. Every row shares "
+             "this machine's cores, so no speed-up can show here: the rows measure what the distribution machinery "
+             "costs (bench/results/SCALING*.md give the diagnostic rows and the reasons).", ""]
+    for path, run in runs:
+        family = "sbn" if path.stem.endswith("_sbn") else "vae"
+        command = run.get("command") or scaling.command(family, run["epochs"], run["rounds"])
+        workload = "SBN 200-200-200 trained by NVIL" if family == "sbn" else "VAE 784-500-20"
+        lines += [f"**{workload}**: `{command}` ({run['date']}; {run['cores']} cores, load average "
+                  f"{run['load_average_before'][0]:.1f} before, {run['load_average_after'][0]:.1f} after)", "",
+                  "| configuration | processes | replicas | examples/s | vs one device |", "|---|---|---|---|---|"]
+        base = run["rows"][0]["examples_per_second"]
+        for row in run["rows"]:
+            if "diagnostic" in row["configuration"]:
+                continue
+            lines.append(f"| {row['configuration']} | {row['processes']} | {row['replicas']} | "
+                         f"{row['examples_per_second']:,.0f} [{row['min']:,.0f}-{row['max']:,.0f}] | "
+                         f"{row['examples_per_second'] / base:.2f}x |")
+        lines.append("")
+    return lines[:-1]
 
 
 def encoder_summary(rows):
@@ -480,7 +512,16 @@ def main(argv=None):
                         help="time training and evaluation inside this process (a secondary view)")
     parser.add_argument("--sections", default="training,evaluation,memory,encoder,matmul",
                         help="comma-separated subset of training,profile,evaluation,memory,encoder,matmul")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite the report from its JSON (and the sections' own runs: "
+                             "VIMCO, scaling)")
     args = parser.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        json_path = Path(args.json) if args.json else out.with_name(out.stem.lower() + ".json")
+        out.write_text(markdown(json.loads(json_path.read_text())))
+        log(f"wrote {out} from {json_path}")
+        return
     settings = settings_for(args)
     refs = {"torch": False, "jax": False} if args.no_references else references_available()
     if refs["torch"]:

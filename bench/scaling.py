@@ -153,6 +153,12 @@ def measure(mode: str, processes: int, epochs: int, family: str = "vae") -> dict
     return reports[0]  # the chief's (worker 0's) view; every worker makes the same updates
 
 
+def command(family: str, epochs: int, rounds: int) -> str:
+    """The command line of a scaling run (recorded in its JSON and its report)."""
+    return f"python -m bench.scaling{' --family sbn' if family == 'sbn' else ''} --epochs {epochs} " \
+           f"--rounds {rounds}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -187,16 +193,16 @@ def main(argv=None):
     load_after = os.getloadavg()
     results = {"rows": rows, "cores": os.cpu_count(), "load_average_before": load_before,
                "load_average_after": load_after, "epochs": args.epochs, "rounds": args.rounds,
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "command": command(args.family, args.epochs, args.rounds)}
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / f"scaling{suffix.lower()}.json").write_text(json.dumps(results, indent=2) + "\n")
     base = rows[0]["examples_per_second"]
     lines = [
         "# Scaling of fit over tf.distribute",
         "",
-        f"`python -m bench.scaling{' --family sbn' if suffix else ''} --epochs {args.epochs} --rounds {args.rounds}` "
-        f"on {results['date']}: {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
-        f"{load_after[0]:.1f} after (1-minute; other jobs share the machine). "
+        f"`{results['command']}` on {results['date']}: {os.cpu_count()} cores, load average {load_before[0]:.1f} "
+        f"before and {load_after[0]:.1f} after (1-minute; other jobs share the machine). "
         f"{'SBN 200-200-200 trained by NVIL' if suffix else 'VAE 784-500-20'}, minibatch 100 (the global batch, split "
         "over the replicas), "
         f"50 updates per call, in fresh processes: one warm-up epoch then {args.epochs} timed epochs of 5000 "

@@ -139,3 +139,32 @@ def test_profile_ops_puts_each_compiled_operation_in_its_class():
     by_class = profile_ops.summary(result)
     assert by_class["dot"] > 0 and by_class["optimizer"] > 0 and by_class["total"] == pytest.approx(
         sum(op["us"] for op in result["ops"].values()))
+
+
+def test_scaling_runs_join_the_report_and_render_rewrites_it(tmp_path):
+    """`bench.run`'s report shows bench.scaling's own runs (user-facing rows, not the diagnostic ones) with their
+    command, and `--render` rewrites the report from its JSON without measuring."""
+    import shutil
+
+    from bench import run
+
+    row = {"processes": 1, "replicas": 1}
+    scaling = {"rows": [{**row, "configuration": "one device (fused, default strategy)", "examples_per_second": 100.0,
+                         "min": 90.0, "max": 110.0},
+                        {**row, "configuration": "MirroredStrategy, 1 replica, loop only (diagnostic: no gradient)",
+                         "examples_per_second": 300.0, "min": 290.0, "max": 310.0},
+                        {**row, "configuration": "MirroredStrategy, 2 replicas (2 logical CPUs)", "replicas": 2,
+                         "examples_per_second": 40.0, "min": 30.0, "max": 50.0}],
+               "cores": 2, "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [2.0, 2.0, 2.0],
+               "epochs": 6, "rounds": 3, "date": "2026-12-05 08:48 UTC"}
+    (tmp_path / "scaling_sbn.json").write_text(json.dumps(scaling))
+    text = "\n".join(run.scaling_section([tmp_path / "scaling.json", tmp_path / "scaling_sbn.json"]))
+    assert "**SBN 200-200-200 trained by NVIL**: `python -m bench.scaling --family sbn --epochs 6 --rounds 3`" in text
+    assert "| MirroredStrategy, 2 replicas (2 logical CPUs) | 1 | 2 | 40 [30-50] | 0.40x |" in text
+    assert "loop only" not in text and "VAE 784-500-20" not in text
+    assert run.scaling_section([tmp_path / "scaling.json"]) == []
+
+    shutil.copy(run.RESULTS_DIR / "results.json", tmp_path / "report.json")
+    run.main(["--render", "--out", str(tmp_path / "REPORT.md")])
+    expected = run.markdown(json.loads((tmp_path / "report.json").read_text()))
+    assert (tmp_path / "REPORT.md").read_text() == expected and "## Training throughput" in expected
