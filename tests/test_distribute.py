@@ -238,7 +238,8 @@ def test_cli_mirrored_over_one_device_runs_the_one_device_path(capsys):
 
     from tfrecog import cli
 
-    assert len(distribute.local_devices()) == 1
+    if len(distribute.local_devices()) != 1:
+        pytest.skip("this process sees several local devices (GPUs)")
     assert cli._strategy(argparse.Namespace(strategy="mirrored")) is None
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "found one local device (/device:CPU:0)" in lines[0]
