@@ -5,8 +5,9 @@ needed). Maintainers' tool.
 
 For each card: the checksum-verified weights (`tfrecog.zoo.load`) are scored by `tfrecog.log_likelihood` on the
 card's whole test split with K=--samples and seed 0, as `publish_zoo.py` does; `metrics.test_log_likelihood` and
-`metrics.test_elbo` are replaced (the earlier measurement is kept under `metrics.earlier_test_log_likelihood`), the
-rest of the card is left as it is. The card is written atomically. Run `python scripts/make_docs.py` afterwards.
+`metrics.test_elbo` (and a bag-of-words card's `metrics.test_perplexity`) are replaced (the earlier measurement is
+kept under `metrics.earlier_test_log_likelihood`), the rest of the card is left as it is. The card is written
+atomically. Run `python scripts/make_docs.py` afterwards.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def reevaluate(name: str, samples: int, data_dir=None) -> dict:
-    path = ROOT / "zoo" / f"{name}.json"
+    path = zoo.zoo_dir() / f"{name}.json"  # main() sets TFRECOG_ZOO_DIR to this checkout's zoo/
     card = json.loads(path.read_text())
-    recipe = json.loads((ROOT / "zoo" / "recipes" / f"{name}.json").read_text())
+    recipe = zoo.recipe(name)
     model = zoo.load(name)
     x = training.evaluation_data(recipe, data_dir=data_dir)
     started = time.time()
@@ -39,6 +40,8 @@ def reevaluate(name: str, samples: int, data_dir=None) -> dict:
                                       "seconds": round(time.time() - started, 1),
                                       "command": f"tfrecog evaluate {name} --samples {samples}"}
     metrics["test_elbo"] = {"value": result.elbo, "stderr": result.elbo_stderr, "samples_per_example": samples}
+    if recipe["model"].get("likelihood") == "categorical":  # documents: their perplexity from the same estimates
+        metrics["test_perplexity"] = zoo.perplexity_metric(result.per_example, x, samples)
     io.write_json(path, card)
     return metrics["test_log_likelihood"]
 

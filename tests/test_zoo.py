@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from tfrecog import zoo
 from tfrecog._tf import keras
 from tfrecog.models import LatentVariableModel
 
+REPO = Path(__file__).resolve().parents[1]
 NAMES = zoo.list()
 # Test-split sizes (README, "Data"): a card scored on part of the split fails.
 TEST_SIZES = {"binarized_mnist": 10_000, "frey_faces": 200, "20news": 7_487}
@@ -114,3 +116,36 @@ def test_verify_reports_checksum_and_usability():
         pytest.skip("empty zoo")
     report = zoo.verify(NAMES[0])
     assert "sha256 ok" in report and "loads, encodes and samples ok" in report
+
+
+def test_reevaluate_replaces_a_documents_cards_estimates_and_perplexity_together(tmp_path, monkeypatch, data_dir):
+    """scripts/reevaluate.py on a bag-of-words card: the log-likelihood, the ELBO and the perplexity all come from
+    the new K (the perplexity once stayed at the earlier K), the earlier estimate is kept, the rest of the card is
+    unchanged."""
+    import importlib.util
+
+    name = "sbn-20news-50"
+    if name not in NAMES:
+        pytest.skip(f"{name} is not in the zoo")
+    card = zoo.info(name)
+    for folder in ("weights", "recipes"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(zoo.weights_path(card), tmp_path / "weights" / card["weights"]["file"])
+    shutil.copy(zoo.zoo_dir() / "recipes" / f"{name}.json", tmp_path / "recipes" / f"{name}.json")
+    (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    monkeypatch.setenv("TFRECOG_ZOO_DIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("reevaluate", REPO / "scripts" / "reevaluate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    row = script.reevaluate(name, 2, data_dir)
+    after = json.loads((tmp_path / f"{name}.json").read_text())
+    metrics = after["metrics"]
+    assert row == metrics["test_log_likelihood"] and row["samples"] == 2 and row["num_examples"] == 7487
+    assert metrics["test_elbo"]["samples_per_example"] == 2 and metrics["test_perplexity"]["samples"] == 2
+    assert metrics["earlier_test_log_likelihood"]["value"] == card["metrics"]["test_log_likelihood"]["value"]
+    # K=2 is a looser bound than the card's K: a higher perplexity, consistent with the new log-likelihood
+    assert metrics["test_perplexity"]["perplexity"] > card["metrics"]["test_perplexity"]["perplexity"]
+    assert row["value"] < card["metrics"]["test_log_likelihood"]["value"]
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in card.items() if k != "metrics"}
+    assert metrics["check"] == card["metrics"]["check"]

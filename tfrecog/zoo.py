@@ -27,7 +27,8 @@ from tfrecog import io, models, recipes, training
 from tfrecog.evaluate import log_likelihood, perplexity
 
 __all__ = ["ZooError", "check_entry", "check_estimate", "list", "info", "load", "verify", "reproduce", "publish",
-           "zoo_dir", "recipe", "find_recipe", "weights_path", "weights_source", "cache_dir", "URL_ENV", "CACHE_ENV"]
+           "perplexity_metric", "zoo_dir", "recipe", "find_recipe", "weights_path", "weights_source", "cache_dir",
+           "URL_ENV", "CACHE_ENV"]
 
 URL_ENV = "TFRECOG_ZOO_URL"  # where weights come from: an HTTP(S) base URL or a folder, serving weights/FILE
 CACHE_ENV = "TFRECOG_CACHE_DIR"  # where downloaded weights are kept (default ~/.cache/tfrecog)
@@ -364,6 +365,13 @@ def _hardware():
     return f"{io.cpu_model()}, {os.cpu_count()} cores"
 
 
+def perplexity_metric(per_example, x, samples: int) -> dict:
+    """A card's `test_perplexity` entry (bag-of-words models): `tfrecog.evaluate.perplexity` of the per-document
+    log p(x) estimates at K=`samples`, with its definition."""
+    return {**perplexity(per_example, x), "samples": samples,
+            "definition": "exp(-mean over documents of log p(doc) / words in doc)"}
+
+
 def publish(run_dir, name: str, description: str = "", paper: dict | None = None, samples: int = 5000,
             data_dir=None, which: str = "best", version: str = "1", check_samples: int = CHECK_SAMPLES,
             check_examples: int = CHECK_TARGET_EXAMPLES, evaluate: bool = True) -> Path:
@@ -400,8 +408,7 @@ def publish(run_dir, name: str, description: str = "", paper: dict | None = None
                       "command": f"python scripts/publish_zoo.py {run_dir} {name}"},
         }
         if config["model"].get("likelihood") == "categorical":
-            metrics["test_perplexity"] = {**perplexity(full.per_example, x), "samples": samples,
-                                          "definition": "exp(-mean over documents of log p(doc) / words in doc)"}
+            metrics["test_perplexity"] = perplexity_metric(full.per_example, x, samples)
     select_by = config.get("select_by", "elbo")
     selection = {} if select_by == "elbo" else {"select_by": select_by,
                                                 f"best_val_{select_by}": state.get(f"best_val_{select_by}")}
