@@ -558,8 +558,9 @@ def build_parser():
     p.add_argument("--binarize", choices=["static", "dynamic", "threshold"])
     p.add_argument("--seed", type=_SEED, help=f"default {TRAIN_DEFAULTS['seed']}")
     p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default",
-                   help="tf.distribute strategy: one device (default), every local device (mirrored), or the cluster "
-                        "of TF_CONFIG (multi-worker: the same command on every machine; docs/scaling.md)")
+                   help="tf.distribute strategy: one device (default), every local device (mirrored; with one local "
+                        "device, the one-device path), or the cluster of TF_CONFIG (multi-worker: the same command on "
+                        "every machine; docs/scaling.md)")
     p.add_argument("--set", action="append", help="any model argument as key=JSON, e.g. --set hidden_sizes=[500]")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], nargs="?", const=1, default=argparse.SUPPRESS,
                    metavar="LEVEL", help="Keras's progress display (0 silent, 1 bar, 2 a line per epoch; default 1); "
