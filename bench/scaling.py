@@ -63,7 +63,7 @@ def worker(mode: str, epochs: int, family: str = "vae") -> dict:
     if mode == "mirrored2":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from bench.common import BATCH_SIZE, VAE_HIDDEN, VAE_LATENT, binary_data, build_tfrecog_model
+    from bench.common import BATCH_SIZE, binary_data, build_tfrecog_model
     from tfrecog import distribute, estimators
     from tfrecog._tf import keras
     from tfrecog.models import VAE
@@ -85,10 +85,7 @@ def worker(mode: str, epochs: int, family: str = "vae") -> dict:
     x = binary_data(5000)
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        if family == "sbn":
-            model = build_tfrecog_model("sbn")
-        else:
-            model = VAE(event_size=784, latent_size=VAE_LATENT, hidden_sizes=(VAE_HIDDEN,), seed=0)
+        model = build_tfrecog_model(family)  # the suite's VAE 784-500-20 or SBN 200-200-200 (NVIL)
         model.compile(steps_per_execution=50)
     model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # warm-up: tracing and XLA compilation
     start_updates = int(model.optimizer.iterations.numpy())

@@ -118,10 +118,11 @@ def _strategy(args):
         return None
     from tfrecog import distribute
 
-    if name == "mirrored" and len(distribute.local_devices()) == 1:
+    devices = distribute.local_devices() if name == "mirrored" else ()
+    if len(devices) == 1:
         # A one-replica MirroredStrategy makes the same updates as the one-device path, at 0.64x its speed here
         # (the loop around strategy.run and the all-reduce outside XLA: docs/scaling.md).
-        print(f"tfrecog: --strategy mirrored found one local device ({distribute.local_devices()[0]}): running on "
+        print(f"tfrecog: --strategy mirrored found one local device ({devices[0]}): running on "
               "the one-device path (the same computation; a one-replica all-reduce would only add time)",
               file=sys.stderr)
         return None

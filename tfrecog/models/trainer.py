@@ -88,13 +88,18 @@ class FusedTrainer:
         own_update = self.estimator_spec.train_update
         if own_update is not None:
             return own_update(self, x, seed)
+        grads, logs = self._gradient(x, seed)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return logs
+
+    def _gradient(self, x, seed):
+        """The gradient of (the estimator's loss + the weight penalty) / R over the trainable variables, R the
+        replicas in sync (the optimizer's all-reduce sums the R gradients), and the metrics: `(grads, logs)`."""
         with tf.GradientTape() as tape:
             loss, diagnostics = self.objective(x, seed, training=True)
             total = loss + self.weight_penalty()
             scaled = total / self._num_replicas()
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return {"loss": total, **diagnostics}
+        return tape.gradient(scaled, self.trainable_variables), {"loss": total, **diagnostics}
 
     def _update_trackers(self, logs):
         for name, value in logs.items():
@@ -206,15 +211,7 @@ class FusedTrainer:
 
     @property
     def _xla_gradient(self):
-        def gradient(x, seed):
-            with tf.GradientTape() as tape:
-                loss, diagnostics = self.objective(x, seed, training=True)
-                total = loss + self.weight_penalty()
-                scaled = total / tf.distribute.get_replica_context().num_replicas_in_sync
-            grads = tape.gradient(scaled, self.trainable_variables)
-            return grads, {"loss": total, **diagnostics}
-
-        return self._xla_step_part("_xla_gradient_fn", gradient)
+        return self._xla_step_part("_xla_gradient_fn", self._gradient)
 
     def train_step(self, data):
         """S = `steps_per_execution` parameter updates (one per minibatch) in one call; returns the metrics.
